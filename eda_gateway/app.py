@@ -1,0 +1,205 @@
+"""The eda_gateway server extension: configuration, wiring and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
+
+from .auth import EDAAuthorizer
+from .contents import EDAContentsManager
+from .kernels import EDAKernelManager
+from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
+from .sessions import EDASessionManager
+from .workspaces import Workspaces
+
+DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class ConfigurationError(Exception):
+    """A setting that stops start-up; the message names the setting."""
+
+
+def validate_datasets(datasets: dict) -> None:
+    for dataset_id, spec in datasets.items():
+        where = f"EDAGateway.datasets[{dataset_id!r}]"
+        if not isinstance(dataset_id, str) or not DATASET_ID.fullmatch(dataset_id) or ".." in dataset_id:
+            raise TraitError(f"{where}: ids are letters, digits, '_', '-', '.' (no '..')")
+        if not isinstance(spec, dict):
+            raise TraitError(f"{where} must be a dict with 'path', 'users', 'groups', 'description'")
+        unknown = set(spec) - {"path", "users", "groups", "description"}
+        if unknown:
+            raise TraitError(f"{where}: unknown keys {sorted(unknown)}")
+        path = spec.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise TraitError(f"{where}['path'] must be an absolute path")
+        if not os.path.exists(path):
+            raise TraitError(f"{where}['path'] does not exist: {path}")
+        for key in ("users", "groups"):
+            value = spec.get(key, [])
+            if not isinstance(value, (list, tuple, set)) or not all(isinstance(v, str) for v in value):
+                raise TraitError(f"{where}[{key!r}] must be a list of names")
+        if not isinstance(spec.get("description", ""), str):
+            raise TraitError(f"{where}['description'] must be a string")
+
+
+class EDAGateway(ExtensionApp):
+    """Share one Jupyter server safely: owned kernels, sandbox limits, fair budgets."""
+
+    name = "eda_gateway"
+    description = "eda_gateway: a multi-user kernel gateway with limits (REST + kernel websockets)"
+    extension_url = "/api/status"
+    load_other_extensions = True
+
+    classes = [EDASandbox, EDARateLimiter]
+
+    admin_users = Set(Unicode(), config=True, help="Usernames that see and act on everything.")
+    groups = Dict(
+        key_trait=Unicode(),
+        value_trait=List(Unicode()),
+        config=True,
+        help="Named groups of users: {'analysts': ['alice', 'bob']}; '@analysts' in user_limits.",
+    )
+    max_kernels_per_user = Int(4, config=True, help="Kernels one user may have (pending starts count).")
+    workspace_root = Unicode(
+        "/tmp", config=True, help="Each user gets <workspace_root>/eda_user_<user_id>/ (mode 0700)."
+    )
+    cleanup_interval = Float(3600, config=True, help="Seconds between clean-ups of old workspace files.")
+    temp_file_max_age = Float(86400, config=True, help="Workspace files older than this (s) are deleted.")
+    user_limits = Dict(
+        config=True,
+        help="Per-user ('alice') or per-group ('@analysts') overrides of any limit, "
+        "e.g. {'alice': {'max_memory_mb': 2048}}.",
+    )
+    datasets = Dict(
+        config=True,
+        help="Datasets and who may use them: {'sales': {'path': '/data/sales.csv', "
+        "'users': ['alice'], 'groups': ['analysts'], 'description': '...'}}.",
+    )
+    max_code_bytes = Int(1024 * 1024, config=True, help="Largest code body the REST execution API accepts.")
+
+    @validate("max_kernels_per_user", "max_code_bytes")
+    def _positive_int(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("cleanup_interval", "temp_file_max_age")
+    def _positive_seconds(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("workspace_root")
+    def _absolute_root(self, proposal):
+        if not os.path.isabs(proposal["value"]):
+            raise TraitError(f"EDAGateway.workspace_root must be an absolute path, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("user_limits")
+    def _valid_user_limits(self, proposal):
+        validate_user_limits(proposal["value"])
+        return proposal["value"]
+
+    @validate("datasets")
+    def _valid_datasets(self, proposal):
+        validate_datasets(proposal["value"])
+        return proposal["value"]
+
+    # --- linking: runs before the server builds its managers ----------------
+
+    def _link_jupyter_server_extension(self, serverapp):
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+            self.sandbox_config = EDASandbox(parent=self)
+            self.rate_config = EDARateLimiter(parent=self)
+        except TraitError as e:
+            # The extension manager would only log this and start an unprotected
+            # server: refuse to start instead, naming the setting.
+            serverapp.log.critical("eda_gateway: bad configuration: %s", e)
+            sys.exit(f"eda_gateway: bad configuration: {e}")
+        serverapp.kernel_manager_class = EDAKernelManager
+        serverapp.session_manager_class = EDASessionManager
+        serverapp.authorizer_class = EDAAuthorizer
+        if "contents_manager_class" not in serverapp.config.get("ServerApp", {}):
+            serverapp.contents_manager_class = EDAContentsManager
+        for hook in self.link_hooks:
+            hook(self, serverapp)
+
+    # Later services register here to adjust the server before it starts.
+    link_hooks: list = []
+
+    # --- wiring --------------------------------------------------------------
+
+    def initialize_settings(self):
+        self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
+        self.workspaces = Workspaces(self.workspace_root)
+        os.makedirs(self.workspace_root, exist_ok=True)
+        self.kernel_manager = self.serverapp.kernel_manager
+        self.session_manager = self.serverapp.session_manager
+        for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
+            manager.eda_gateway = self
+        self.settings["eda_gateway"] = self
+        self._tasks: list[asyncio.Task] = []
+
+    def initialize_handlers(self):
+        from .handlers import all_handlers
+
+        self.handlers.extend(all_handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        await super()._start_jupyter_server_extension(serverapp)
+        self._tasks.append(asyncio.create_task(self._cleanup_loop()))
+        self.log.info(
+            "eda_gateway: workspaces under %s, clean-up every %ss of files older than %ss",
+            self.workspace_root,
+            self.cleanup_interval,
+            self.temp_file_max_age,
+        )
+
+    async def stop_extension(self):
+        for task in self._tasks:
+            task.cancel()
+        await super().stop_extension()
+
+    async def _cleanup_loop(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.cleanup_interval)
+            try:
+                report = await loop.run_in_executor(None, self.workspaces.cleanup, self.temp_file_max_age)
+                if report.removed_files or report.errors:
+                    self.log.info("eda_gateway: workspace clean-up %s", report)
+            except Exception:
+                self.log.exception("eda_gateway: workspace clean-up failed")
+
+    # --- questions the services ask -----------------------------------------
+
+    def is_admin(self, username: str | None) -> bool:
+        return bool(username) and username in self.admin_users
+
+    def base_limits(self) -> Limits:
+        s, r = self.sandbox_config, self.rate_config
+        return Limits(
+            max_execution_time=s.max_execution_time,
+            max_memory_mb=s.max_memory_mb,
+            max_cpu_percent=s.max_cpu_percent,
+            max_processes=s.max_processes,
+            max_executions_per_minute=r.max_executions_per_minute,
+            max_concurrent_executions=r.max_concurrent_executions,
+            window_seconds=r.window_seconds,
+            max_kernels_per_user=self.max_kernels_per_user,
+        )
+
+    def limits_for(self, username: str) -> Limits:
+        return self.policy.for_user(username)
+
+    def groups_of(self, username: str) -> list[str]:
+        return self.policy.groups_of(username)
+
+
+main = launch_new_instance = EDAGateway.launch_instance

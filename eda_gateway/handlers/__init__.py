@@ -1,0 +1,14 @@
+"""REST handlers of CONTRACT.md: a thin layer over the services, one module per topic."""
+
+from __future__ import annotations
+
+from .base import API_PREFIX, EDAAPIHandler
+
+
+def all_handlers() -> list[tuple[str, type]]:
+    """(pattern, handler) pairs, relative to the server's base_url."""
+    routes: list[tuple[str, type]] = []
+    return routes
+
+
+__all__ = ["API_PREFIX", "EDAAPIHandler", "all_handlers"]

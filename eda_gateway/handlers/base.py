@@ -1,0 +1,48 @@
+"""The base of every eda_gateway REST handler: JSON in, JSON out."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+API_PREFIX = "/advanced-eda/api"
+
+
+class EDAAPIHandler(APIHandler):
+    """JSON in, JSON out; every error is ``{"error": CODE, "message": TEXT}``."""
+
+    @property
+    def gateway(self):
+        return self.settings["eda_gateway"]
+
+    @property
+    def username(self) -> str:
+        return self.current_user.username
+
+    def json_error(self, status: int, code: str, message: str, **extra) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": code, "message": message, **extra}))
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = HTTPStatus(status_code).phrase if status_code in HTTPStatus._value2member_map_ else ""
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        code = HTTPStatus(status_code).phrase.lower().replace(" ", "_") if status_code in HTTPStatus._value2member_map_ else "error"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": code, "message": message}))
+
+    def read_json_object(self) -> dict:
+        """The request body as a JSON object, or a 400 saying what is wrong."""
+        try:
+            body = json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPError(400, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "body must be a JSON object")
+        return body
+

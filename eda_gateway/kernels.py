@@ -1,0 +1,155 @@
+"""Owner-aware kernel manager: each kernel belongs to the user who started it.
+
+Starts kernels in the owner's private workspace with a merged environment,
+enforces ``max_kernels_per_user`` (pending starts count, restarts do not),
+filters listings, and tells listeners when a kernel starts, restarts or stops
+(admission uses this so that no lease outlives its kernel).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.web import HTTPError
+
+from .contents import gateway_of, user_root
+from .users import current_username
+
+# Server secrets a kernel must never inherit from the server's environment.
+_SECRET_ENV = ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
+
+KernelListener = Callable[[str, str, str], None]  # (event, kernel_id, owner)
+
+
+def _require_uuid(kernel_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(kernel_id)))
+    except ValueError:
+        raise HTTPError(400, "kernel_id must be a UUID") from None
+
+
+class EDAKernelManager(AsyncMappingKernelManager):
+    """AsyncMappingKernelManager with owners, quotas and private workspaces."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._owners: dict[str, str] = {}
+        self._pending_starts: Counter[str] = Counter()
+        self.listeners: list[KernelListener] = []
+
+    # --- ownership -----------------------------------------------------------
+
+    @property
+    def gateway(self):
+        return gateway_of(self)
+
+    def owner_of(self, kernel_id: str) -> str | None:
+        return self._owners.get(kernel_id)
+
+    def kernels_of(self, username: str) -> list[str]:
+        return [kid for kid, owner in self._owners.items() if owner == username and kid in self]
+
+    def _may_act_on(self, kernel_id: str, username: str | None) -> bool:
+        gateway = self.gateway
+        if username is None or (gateway and gateway.is_admin(username)):
+            return True
+        return self._owners.get(kernel_id) == username
+
+    def _emit(self, event: str, kernel_id: str, owner: str) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event, kernel_id, owner)
+            except Exception:
+                self.log.exception("eda_gateway: kernel listener failed on %s", event)
+
+    # --- starting ------------------------------------------------------------
+
+    def kernel_env(self, owner: str, workspace: str, env: dict | None) -> dict:
+        """The server's environment, the caller's additions, then ours (never replaced)."""
+        merged = {**os.environ, **(env or {})}
+        for name in _SECRET_ENV:
+            merged.pop(name, None)
+        merged.update(
+            TMPDIR=workspace,
+            EDA_USER=owner,
+            EDA_WORKSPACE=workspace,
+        )
+        return merged
+
+    def cwd_for_path(self, path, **kwargs):
+        return self._cwd_in_user_root(current_username(), path)
+
+    def _cwd_in_user_root(self, username: str | None, path: str) -> str:
+        root = user_root(self.root_dir, username, self.gateway)
+        os_path = os.path.abspath(os.path.join(root, *str(path).strip("/").split("/")))
+        if os_path != root and not os_path.startswith(root + os.sep):
+            raise HTTPError(400, "kernel path is outside your folder")
+        # documents may live elsewhere than kernels: walk up to an existing folder
+        while not os.path.isdir(os_path) and os_path != root:
+            os_path = os.path.dirname(os_path)
+        return os_path
+
+    def _check_quota(self, owner: str) -> None:
+        gateway = self.gateway
+        if gateway is None:
+            return
+        limit = gateway.limits_for(owner).max_kernels_per_user
+        in_use = len(self.kernels_of(owner)) + self._pending_starts[owner]
+        if in_use >= limit:
+            raise HTTPError(
+                403,
+                f"max_kernels_per_user ({limit}) reached for {owner}: shut down a kernel first",
+            )
+
+    async def start_kernel(self, *, kernel_id=None, path=None, eda_owner=None, **kwargs):
+        owner = eda_owner or current_username() or ""
+        if kernel_id is not None:
+            kernel_id = _require_uuid(kernel_id)
+            if kernel_id in self:
+                if not self._may_act_on(kernel_id, owner):
+                    raise HTTPError(403, "This kernel belongs to another user")
+                return kernel_id
+        self._check_quota(owner)
+        kernel_id = kernel_id or str(uuid.uuid4())
+        self._pending_starts[owner] += 1
+        self._owners[kernel_id] = owner
+        try:
+            workspace = self.gateway.workspaces.ensure(owner) if self.gateway and owner else None
+            if workspace:
+                kwargs["env"] = self.kernel_env(owner, workspace, kwargs.get("env"))
+            if path is not None:
+                kwargs["cwd"] = self._cwd_in_user_root(owner, path)
+            elif workspace:
+                kwargs["cwd"] = workspace
+            kernel_id = await super().start_kernel(kernel_id=kernel_id, **kwargs)
+        except BaseException:
+            self._owners.pop(kernel_id, None)
+            raise
+        finally:
+            self._pending_starts[owner] -= 1
+            if self._pending_starts[owner] <= 0:
+                del self._pending_starts[owner]
+        self._emit("started", kernel_id, owner)
+        return kernel_id
+
+    # --- listing, restart, removal ------------------------------------------
+
+    def list_kernels(self):
+        username = current_username()
+        return [k for k in super().list_kernels() if self._may_act_on(k["id"], username)]
+
+    async def restart_kernel(self, kernel_id, now=False):
+        result = await super().restart_kernel(kernel_id, now=now)
+        self._emit("restarted", kernel_id, self._owners.get(kernel_id, ""))
+        return result
+
+    def remove_kernel(self, kernel_id):
+        owner = self._owners.pop(kernel_id, "")
+        try:
+            return super().remove_kernel(kernel_id)
+        finally:
+            self._emit("stopped", kernel_id, owner)

@@ -1,0 +1,142 @@
+"""The limits admins configure, and each user's effective limits after overrides.
+
+``EDASandbox`` and ``EDARateLimiter`` are configuration sections (traitlets),
+as named in CONTRACT.md. ``LimitPolicy`` answers "what are alice's limits?",
+applying ``EDAGateway.user_limits`` (per user, or per group as ``"@group"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from traitlets import Enum, Float, Int, TraitError, validate
+from traitlets.config import Configurable
+
+
+def _require_positive(proposal, allow_zero=False):
+    value = proposal["value"]
+    if value < 0 or (value == 0 and not allow_zero):
+        owner = type(proposal["owner"]).__name__
+        raise TraitError(
+            f"{owner}.{proposal['trait'].name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
+    return value
+
+
+class EDASandbox(Configurable):
+    """Limits every kernel runs under."""
+
+    max_execution_time = Float(
+        30.0, config=True, help="Seconds of wall time one execution may take before it is stopped."
+    )
+    max_memory_mb = Int(
+        512, config=True, help="Memory limit (MiB) for a kernel's whole process tree."
+    )
+    max_cpu_percent = Float(
+        50.0, config=True, help="CPU share of one core a kernel may use (throttled, never killed)."
+    )
+    max_processes = Int(
+        256, config=True, help="Most processes/threads a kernel's tree may hold (contains fork bombs)."
+    )
+    interrupt_grace = Float(
+        5.0,
+        config=True,
+        help="Seconds between interrupting a timed-out execution and killing its kernel.",
+    )
+    enforcement = Enum(
+        ["auto", "cgroup", "psutil"],
+        "auto",
+        config=True,
+        help="How limits are enforced: auto (best available), cgroup (v2 or v1), or psutil.",
+    )
+
+    @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes")
+    def _positive(self, proposal):
+        return _require_positive(proposal)
+
+    @validate("interrupt_grace")
+    def _non_negative(self, proposal):
+        return _require_positive(proposal, allow_zero=True)
+
+
+class EDARateLimiter(Configurable):
+    """Per-user execution budget, shared by every execution path."""
+
+    max_executions_per_minute = Int(
+        10, config=True, help="Executions admitted per sliding window (window_seconds)."
+    )
+    max_concurrent_executions = Int(
+        2, config=True, help="Kernels of one user that may run an execution at the same time."
+    )
+    window_seconds = Float(60.0, config=True, help="Length of the sliding window, in seconds.")
+
+    @validate("max_executions_per_minute", "max_concurrent_executions", "window_seconds")
+    def _positive(self, proposal):
+        return _require_positive(proposal)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One user's effective limits."""
+
+    max_execution_time: float = 30.0
+    max_memory_mb: int = 512
+    max_cpu_percent: float = 50.0
+    max_processes: int = 256
+    max_executions_per_minute: int = 10
+    max_concurrent_executions: int = 2
+    window_seconds: float = 60.0
+    max_kernels_per_user: int = 4
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.max_memory_mb * 1024 * 1024
+
+
+def validate_user_limits(user_limits: dict) -> None:
+    """Raise TraitError naming the bad entry of EDAGateway.user_limits."""
+    known = Limits.names()
+    for who, overrides in user_limits.items():
+        where = f"EDAGateway.user_limits[{who!r}]"
+        if not isinstance(who, str) or not who or who == "@":
+            raise TraitError(f"{where}: keys are usernames or '@group'")
+        if not isinstance(overrides, dict):
+            raise TraitError(f"{where} must be a dict of limits, got {type(overrides).__name__}")
+        for name, value in overrides.items():
+            if name not in known:
+                raise TraitError(f"{where}: unknown limit {name!r} (known: {', '.join(sorted(known))})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise TraitError(f"{where}[{name!r}] must be a positive number, got {value!r}")
+
+
+class LimitPolicy:
+    """Resolves effective limits: defaults, then group overrides, then user overrides.
+
+    Where a user is in several groups that override the same limit, the most
+    generous value wins; a per-user entry always wins over groups.
+    """
+
+    def __init__(self, base: Limits, user_limits: dict, groups: dict[str, list[str]]):
+        self.base = base
+        self.user_limits = user_limits
+        self.groups = groups
+
+    def groups_of(self, username: str) -> list[str]:
+        return sorted(g for g, members in self.groups.items() if username in members)
+
+    def for_user(self, username: str) -> Limits:
+        merged: dict = {}
+        for group in self.groups_of(username):
+            for name, value in self.user_limits.get(f"@{group}", {}).items():
+                merged[name] = max(value, merged.get(name, value))
+        merged.update(self.user_limits.get(username, {}))
+        return replace(self.base, **_coerce(merged))
+
+
+def _coerce(values: dict) -> dict:
+    types = {f.name: f.type for f in fields(Limits)}
+    return {k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in values.items()}

@@ -1,0 +1,291 @@
+"""A real jupyter_server with eda_gateway in a subprocess, and clients for it.
+
+Tests talk to it over real HTTP (requests) and real kernel websockets
+(websocket-client), as users identified by their tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+import websocket
+
+TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token", "admin": "admin-token"}
+
+BASE_CONFIG = """
+c.ServerApp.identity_provider_class = "eda_gateway.auth.EDAIdentityProvider"
+c.EDAIdentityProvider.user_tokens = {tokens!r}
+c.EDAGateway.admin_users = {{"admin"}}
+c.EDAGateway.workspace_root = {workspace_root!r}
+c.ServerApp.root_dir = {root_dir!r}
+c.ServerApp.open_browser = False
+c.ServerApp.ip = "127.0.0.1"
+c.ServerApp.port = {port}
+c.ServerApp.port_retries = 0
+c.ServerApp.shutdown_no_activity_timeout = 0
+c.ServerApp.allow_root = True  # CI runs as root
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class GatewayServer:
+    """One server process; ``extra_config`` is appended to the config file."""
+
+    tmp: Path
+    extra_config: str = ""
+    tokens: dict = field(default_factory=lambda: dict(TOKENS))
+    app: str = "jupyter_server"
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self):
+        self.port = free_port()
+        self.root_dir = self.tmp / "root"
+        self.workspace_root = self.tmp / "workspaces"
+        self.runtime_dir = self.tmp / "runtime"
+        self.log_path = self.tmp / "server.log"
+        for d in (self.root_dir, self.workspace_root, self.runtime_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.tmp / "jupyter_test_config.py"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> None:
+        text = BASE_CONFIG.format(
+            tokens=self.tokens,
+            workspace_root=str(self.workspace_root),
+            root_dir=str(self.root_dir),
+            port=self.port,
+        )
+        self.config_path.write_text(text + "\n" + self.extra_config)
+
+    def start(self, timeout: float = 60) -> GatewayServer:
+        self.write_config()
+        env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(self.runtime_dir), PYTHONUNBUFFERED="1")
+        env.pop("JUPYTER_TOKEN", None)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.app, f"--config={self.config_path}"],
+            cwd=self.tmp,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.base_url + "/api", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """Stop like an admin would (SIGTERM); kill what is left after ``timeout``."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    # --- HTTP --------------------------------------------------------------
+
+    def headers(self, user: str | None) -> dict:
+        return {"Authorization": f"token {self.tokens[user]}"} if user else {}
+
+    def request(self, method: str, path: str, user: str | None = "alice", **kwargs) -> requests.Response:
+        headers = {**self.headers(user), **kwargs.pop("headers", {})}
+        kwargs.setdefault("timeout", 60)
+        return requests.request(method, self.base_url + path, headers=headers, **kwargs)
+
+    def get(self, path, user="alice", **kw):
+        return self.request("GET", path, user, **kw)
+
+    def post(self, path, user="alice", **kw):
+        return self.request("POST", path, user, **kw)
+
+    def delete(self, path, user="alice", **kw):
+        return self.request("DELETE", path, user, **kw)
+
+    def patch(self, path, user="alice", **kw):
+        return self.request("PATCH", path, user, **kw)
+
+    def put(self, path, user="alice", **kw):
+        return self.request("PUT", path, user, **kw)
+
+    def start_kernel(self, user: str = "alice", **body) -> str:
+        r = self.post("/api/kernels", user, json=body)
+        assert r.status_code == 201, (r.status_code, r.text)
+        return r.json()["id"]
+
+    def kernel_ws(self, kernel_id: str, user: str = "alice", protocol: str | None = None) -> KernelClient:
+        url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
+        kwargs = {"header": [f"Authorization: token {self.tokens[user]}"], "timeout": 60}
+        if protocol:
+            kwargs["subprotocols"] = [protocol]
+        ws = websocket.create_connection(url, **kwargs)
+        return KernelClient(ws, protocol)
+
+
+# --- kernel messages over the websocket --------------------------------------
+
+
+def new_message(msg_type: str, content: dict, session: str, channel: str = "shell") -> dict:
+    return {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "username": "test",
+            "session": session,
+            "date": datetime.now(timezone.utc).isoformat(),
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": channel,
+        "buffers": [],
+    }
+
+
+class KernelClient:
+    """Send kernel messages and collect replies, in either websocket protocol."""
+
+    def __init__(self, ws, protocol: str | None):
+        self.ws = ws
+        self.protocol = protocol
+        self.session = uuid.uuid4().hex
+        self.backlog: list[dict] = []
+
+    def close(self):
+        self.ws.close()
+
+    def send(self, msg: dict) -> None:
+        if self.protocol == "v1.kernel.websocket.jupyter.org":
+            from jupyter_client.session import Session
+            from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+            session = Session(key=b"", session=self.session)
+            channel = msg.pop("channel")
+            parts = [
+                session.pack(msg["header"]),
+                session.pack(msg["parent_header"]),
+                session.pack(msg["metadata"]),
+                session.pack(msg["content"]),
+            ]
+            self.ws.send_binary(serialize_msg_to_ws_v1(parts, channel))
+        else:
+            self.ws.send(json.dumps(msg))
+
+    def recv(self, timeout: float = 60) -> dict:
+        self.ws.settimeout(timeout)
+        frame = self.ws.recv()
+        if isinstance(frame, bytes):
+            from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+            channel, parts = deserialize_msg_from_ws_v1(frame)
+            header, parent, metadata, content = (json.loads(p) for p in parts[:4])
+            return {
+                "channel": channel,
+                "header": header,
+                "msg_type": header.get("msg_type"),
+                "parent_header": parent,
+                "metadata": metadata,
+                "content": content,
+            }
+        return json.loads(frame)
+
+    def execute(self, code: str) -> str:
+        msg = new_message(
+            "execute_request",
+            {"code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False},
+            self.session,
+        )
+        self.send(msg)
+        return msg["header"]["msg_id"]
+
+    def collect(self, msg_id: str, timeout: float = 60) -> list[dict]:
+        """All messages parented to ``msg_id`` until its execute_reply and idle status."""
+        got, reply, idle = [], False, False
+        deadline = time.monotonic() + timeout
+        while not (reply and idle):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no reply to {msg_id}; got {[m.get('msg_type') for m in got]}")
+            msg = self.recv(remaining)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                self.backlog.append(msg)
+                continue
+            got.append(msg)
+            mtype = msg.get("msg_type") or msg["header"]["msg_type"]
+            if mtype == "execute_reply":
+                reply = True
+            if mtype == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+        return got
+
+    def run(self, code: str, timeout: float = 60) -> Execution:
+        msg_id = self.execute(code)
+        return Execution(msg_id, self.collect(msg_id, timeout))
+
+
+@dataclass
+class Execution:
+    msg_id: str
+    messages: list[dict]
+
+    def of_type(self, msg_type: str) -> list[dict]:
+        return [m for m in self.messages if (m.get("msg_type") or m["header"]["msg_type"]) == msg_type]
+
+    @property
+    def reply(self) -> dict:
+        return self.of_type("execute_reply")[0]["content"]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(m["content"]["text"] for m in self.of_type("stream") if m["content"]["name"] == "stdout")
+
+    @property
+    def result(self):
+        results = self.of_type("execute_result")
+        return results[0]["content"]["data"]["text/plain"] if results else None
+
+    @property
+    def error(self) -> dict | None:
+        errors = self.of_type("error")
+        return errors[0]["content"] if errors else None

@@ -15,6 +15,7 @@ from .contents import EDAContentsManager
 from .kernels import EDAKernelManager
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
 from .sessions import EDASessionManager
+from .verdicts import VerdictBus
 from .workspaces import Workspaces
 
 DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -144,7 +145,15 @@ class EDAGateway(ExtensionApp):
         for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
             manager.eda_gateway = self
         self.settings["eda_gateway"] = self
+        self.verdicts = VerdictBus()
+        self.kernel_manager.listeners.append(self._on_kernel_event)
         self._tasks: list[asyncio.Task] = []
+        # Services wired below (admission, sandbox, telemetry, ...) are
+        # attributes of this app; handlers reach them via settings["eda_gateway"].
+
+    def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
+        if event == "stopped":
+            self.verdicts.forget(kernel_id)
 
     def initialize_handlers(self):
         from .handlers import all_handlers

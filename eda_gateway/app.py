@@ -10,6 +10,7 @@ import sys
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
 
+from . import logscrub
 from .auth import EDAAuthorizer
 from .contents import EDAContentsManager
 from .kernels import EDAKernelManager
@@ -137,6 +138,7 @@ class EDAGateway(ExtensionApp):
     # --- wiring --------------------------------------------------------------
 
     def initialize_settings(self):
+        logscrub.install(self.serverapp.log, self.log)
         self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
         self.workspaces = Workspaces(self.workspace_root)
         os.makedirs(self.workspace_root, exist_ok=True)

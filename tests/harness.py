@@ -51,7 +51,8 @@ class GatewayServer:
     tmp: Path
     extra_config: str = ""
     tokens: dict = field(default_factory=lambda: dict(TOKENS))
-    app: str = "jupyter_server"
+    command: list | None = None  # default: python -m jupyter_server
+    env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -81,9 +82,11 @@ class GatewayServer:
         self.write_config()
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(self.runtime_dir), PYTHONUNBUFFERED="1")
         env.pop("JUPYTER_TOKEN", None)
+        env.update(self.env)
         self._log = open(self.log_path, "ab")  # noqa: SIM115
+        command = self.command or [sys.executable, "-m", "jupyter_server"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.app, f"--config={self.config_path}"],
+            [*command, f"--config={self.config_path}"],
             cwd=self.tmp,
             env=env,
             stdout=self._log,
@@ -289,3 +292,14 @@ class Execution:
     def error(self) -> dict | None:
         errors = self.of_type("error")
         return errors[0]["content"] if errors else None
+
+
+def start_failure(tmp: Path, extra_config: str, timeout: float = 60) -> tuple[int, str]:
+    """Start a server that must refuse to start; return its exit code and log."""
+    srv = GatewayServer(tmp, extra_config=extra_config)
+    try:
+        srv.start(timeout=timeout)
+    except RuntimeError:
+        return srv.proc.returncode, srv.log()
+    srv.stop()
+    raise AssertionError("server started although its configuration is bad")

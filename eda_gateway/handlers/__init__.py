@@ -7,7 +7,10 @@ from .base import API_PREFIX, EDAAPIHandler
 
 def all_handlers() -> list[tuple[str, type]]:
     """(pattern, handler) pairs, relative to the server's base_url."""
+    from . import core
+
     routes: list[tuple[str, type]] = []
+    routes.extend(core.routes)
     return routes
 
 

@@ -1,0 +1,36 @@
+"""jupyter_server's own routes, answered our way.
+
+Extension handlers are matched before the server's own, so these subclasses
+take over the routes:
+- POST /api/sessions: jupyter_server turns any error of ``create_session``
+  into a 500; re-raise the ownership/quota HTTPError that caused it.
+- POST /api/shutdown: refusals in JSON, like every other API answer.
+"""
+
+from __future__ import annotations
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.services.shutdown import ShutdownHandler
+from jupyter_server.services.sessions.handlers import SessionRootHandler
+from tornado import web
+
+
+class EDASessionRootHandler(SessionRootHandler):
+    async def post(self):
+        try:
+            return await super().post()
+        except web.HTTPError as error:
+            cause = error.__cause__
+            if error.status_code == 500 and isinstance(cause, web.HTTPError):
+                raise cause from None
+            raise
+
+
+class EDAShutdownHandler(ShutdownHandler):
+    write_error = APIHandler.write_error
+
+
+routes = [
+    (r"/api/sessions", EDASessionRootHandler),
+    (r"/api/shutdown", EDAShutdownHandler),
+]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 
 from jupyter_server.extension.application import ExtensionApp
@@ -13,40 +12,16 @@ from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
 from . import logscrub
 from .auth import EDAAuthorizer
 from .contents import EDAContentsManager
+from .datasets import validate_datasets
 from .kernels import EDAKernelManager
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
 from .sessions import EDASessionManager
 from .verdicts import VerdictBus
 from .workspaces import Workspaces
 
-DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
 
 class ConfigurationError(Exception):
     """A setting that stops start-up; the message names the setting."""
-
-
-def validate_datasets(datasets: dict) -> None:
-    for dataset_id, spec in datasets.items():
-        where = f"EDAGateway.datasets[{dataset_id!r}]"
-        if not isinstance(dataset_id, str) or not DATASET_ID.fullmatch(dataset_id) or ".." in dataset_id:
-            raise TraitError(f"{where}: ids are letters, digits, '_', '-', '.' (no '..')")
-        if not isinstance(spec, dict):
-            raise TraitError(f"{where} must be a dict with 'path', 'users', 'groups', 'description'")
-        unknown = set(spec) - {"path", "users", "groups", "description"}
-        if unknown:
-            raise TraitError(f"{where}: unknown keys {sorted(unknown)}")
-        path = spec.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise TraitError(f"{where}['path'] must be an absolute path")
-        if not os.path.exists(path):
-            raise TraitError(f"{where}['path'] does not exist: {path}")
-        for key in ("users", "groups"):
-            value = spec.get(key, [])
-            if not isinstance(value, (list, tuple, set)) or not all(isinstance(v, str) for v in value):
-                raise TraitError(f"{where}[{key!r}] must be a list of names")
-        if not isinstance(spec.get("description", ""), str):
-            raise TraitError(f"{where}['description'] must be a string")
 
 
 class EDAGateway(ExtensionApp):

@@ -1,0 +1,91 @@
+"""Configuration: bad values stop start-up naming the setting; the headless command works."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import GatewayServer, start_failure
+
+BAD = [
+    ("c.EDASandbox.max_memory_mb = -1", "max_memory_mb"),
+    ("c.EDASandbox.max_execution_time = 0", "max_execution_time"),
+    ("c.EDASandbox.enforcement = 'magic'", "enforcement"),
+    ("c.EDARateLimiter.max_executions_per_minute = -5", "max_executions_per_minute"),
+    ("c.EDAGateway.max_kernels_per_user = 0", "max_kernels_per_user"),
+    ("c.EDAGateway.workspace_root = 'relative/dir'", "workspace_root"),
+    ("c.EDAGateway.user_limits = {'alice': {'max_memroy_mb': 10}}", "max_memroy_mb"),
+    ("c.EDAGateway.user_limits = {'@analysts': {'max_memory_mb': -3}}", "user_limits"),
+    ("c.EDAGateway.datasets = {'sales': {'path': '/nonexistent/sales.csv'}}", "datasets"),
+    ("c.EDAIdentityProvider.user_tokens = {'eve': 'sha256:nothex'}", "user_tokens"),
+]
+
+
+@pytest.mark.parametrize("line, setting", BAD, ids=[s for _, s in BAD])
+def test_bad_value_stops_startup_naming_the_setting(tmp_path, line, setting):
+    code, log = start_failure(tmp_path, line)
+    assert code != 0
+    assert setting in log
+
+
+def test_defaults_match_the_contract():
+    from eda_gateway.limits import EDARateLimiter, EDASandbox, Limits
+
+    sandbox, rate = EDASandbox(), EDARateLimiter()
+    assert (sandbox.max_execution_time, sandbox.max_memory_mb, sandbox.max_cpu_percent) == (30, 512, 50)
+    assert sandbox.enforcement == "auto"
+    assert (rate.max_executions_per_minute, rate.max_concurrent_executions, rate.window_seconds) == (10, 2, 60)
+    assert Limits().max_kernels_per_user == 4
+
+
+def test_user_and_group_overrides():
+    from eda_gateway.limits import LimitPolicy, Limits
+
+    policy = LimitPolicy(
+        Limits(),
+        {"alice": {"max_memory_mb": 2048}, "@analysts": {"max_executions_per_minute": 30, "max_memory_mb": 1024},
+         "@power": {"max_executions_per_minute": 50}},
+        {"analysts": ["alice", "bob"], "power": ["bob"]},
+    )
+    alice, bob, carol = policy.for_user("alice"), policy.for_user("bob"), policy.for_user("carol")
+    assert alice.max_memory_mb == 2048 and alice.max_executions_per_minute == 30
+    assert bob.max_memory_mb == 1024 and bob.max_executions_per_minute == 50
+    assert carol == Limits()
+
+
+def test_demo_config_loads(tmp_path):
+    """The repository's jupyter_config.py is valid: a server starts with it."""
+    text = (Path(__file__).parent.parent / "jupyter_config.py").read_text()
+    srv = GatewayServer(tmp_path, extra_config=text.replace("c = get_config()", ""))
+    srv.start()
+    try:
+        assert srv.request("GET", "/api/me", None, headers={"Authorization": "token alice-demo-token"}).json()[
+            "identity"
+        ]["username"] == "alice"
+        assert srv.request("GET", "/api/me", None, headers={"Authorization": "token admin-demo-token"}).json()[
+            "identity"
+        ]["username"] == "admin"
+    finally:
+        srv.stop()
+
+
+def test_extension_is_listed_enabled():
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_server", "extension", "list"], capture_output=True, text=True, timeout=60
+    )
+    text = out.stdout + out.stderr
+    assert "eda_gateway" in text and "enabled" in text.split("eda_gateway", 1)[1][:40]
+
+
+def test_headless_command_serves_kernels(tmp_path):
+    command = [str(Path(sys.executable).parent / "jupyter-eda-gateway")]
+    srv = GatewayServer(tmp_path, command=command).start()
+    try:
+        kid = srv.start_kernel("alice")
+        client = srv.kernel_ws(kid, "alice")
+        assert client.run("21*2").result == "42"
+        client.close()
+        assert srv.get("/api/kernels", "bob").json() == []
+    finally:
+        srv.stop()

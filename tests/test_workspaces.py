@@ -1,0 +1,145 @@
+"""Private workspaces: 0700 folders, TMPDIR/cwd in real kernels, safe ids, clean-up."""
+
+import os
+import stat
+import time
+
+import pytest
+
+from eda_gateway.users import InvalidUsername, user_id, username_from_id
+from eda_gateway.workspaces import WORKSPACE_PREFIX, Workspaces
+from harness import TOKENS, GatewayServer
+
+HOSTILE = ["../x", "a/b", ".hidden", "zoë", "名前", "a_2f", "..", "x y", "-"]
+
+
+@pytest.mark.parametrize("name", HOSTILE + ["alice", "Bob-1"])
+def test_user_id_is_safe_and_reversible(name):
+    encoded = user_id(name)
+    assert "/" not in encoded and ".." not in encoded and not encoded.startswith(".")
+    assert encoded and encoded.isascii()
+    assert username_from_id(encoded) == name
+
+
+def test_user_id_is_collision_free():
+    names = HOSTILE + ["alice", "a/b", "a_2fb", "a%2fb", "A", "a"]
+    assert len({user_id(n) for n in set(names)}) == len(set(names))
+
+
+def test_user_id_refuses_empty_and_huge():
+    with pytest.raises(InvalidUsername):
+        user_id("")
+    with pytest.raises(InvalidUsername):
+        user_id("é" * 200)
+    with pytest.raises(InvalidUsername):
+        username_from_id("../x")
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory):
+    tokens = dict(TOKENS, **{name: f"tok-{i}" for i, name in enumerate(HOSTILE)})
+    srv = GatewayServer(
+        tmp_path_factory.mktemp("hostile"),
+        tokens=tokens,
+        env={"EDA_TEST_MARKER": "from-server-env", "JUPYTER_TOKEN": "server-secret"},
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def kernel_facts(server, user):
+    kid = server.start_kernel(user)
+    client = server.kernel_ws(kid, user)
+    try:
+        out = client.run(
+            "import os, tempfile, json\n"
+            "print(json.dumps({'cwd': os.getcwd(), 'tmp': tempfile.gettempdir(),\n"
+            "  'user': os.environ.get('EDA_USER'), 'marker': os.environ.get('EDA_TEST_MARKER'),\n"
+            "  'token': os.environ.get('JUPYTER_TOKEN'), 'path': bool(os.environ.get('PATH'))}))"
+        ).stdout
+    finally:
+        client.close()
+        server.delete(f"/api/kernels/{kid}", user)
+    import json
+
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("user", ["alice"] + HOSTILE)
+def test_kernel_runs_in_private_workspace(hostile_server, user):
+    facts = kernel_facts(hostile_server, user)
+    workspace = hostile_server.workspace_root / f"{WORKSPACE_PREFIX}{user_id(user)}"
+    assert facts["cwd"] == facts["tmp"] == str(workspace)
+    assert facts["user"] == user
+    # merged with the server's environment, not replaced; server secrets withheld
+    assert facts["marker"] == "from-server-env" and facts["path"]
+    assert facts["token"] is None
+    info = os.lstat(workspace)
+    assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+    assert workspace.parent == hostile_server.workspace_root
+
+
+def test_no_workspace_escapes_the_root(hostile_server):
+    for entry in hostile_server.workspace_root.iterdir():
+        assert entry.name.startswith(WORKSPACE_PREFIX)
+    assert not (hostile_server.tmp / "x").exists()
+
+
+def age(path, seconds):
+    old = time.time() - seconds
+    os.utime(path, (old, old), follow_symlinks=False)
+
+
+def test_cleanup_removes_old_keeps_new_and_does_not_follow_symlinks(tmp_path):
+    root = tmp_path / "ws"
+    spaces = Workspaces(str(root))
+    home = spaces.ensure("alice")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "precious.txt"
+    target.write_text("keep me")
+    age(target, 10_000)
+    old, new = os.path.join(home, "old.csv"), os.path.join(home, "new.csv")
+    for p in (old, new):
+        with open(p, "w") as f:
+            f.write("x")
+    age(old, 10_000)
+    os.makedirs(os.path.join(home, "sub"))
+    nested = os.path.join(home, "sub", "old.bin")
+    open(nested, "w").close()
+    age(nested, 10_000)
+    link = os.path.join(home, "link")
+    os.symlink(target, link)
+    age(link, 10_000)
+    dir_link = os.path.join(home, "dirlink")
+    os.symlink(outside, dir_link)
+    age(dir_link, 10_000)
+    stray = root / "not_a_workspace.txt"
+    stray.write_text("x")
+    age(stray, 10_000)
+
+    report = spaces.cleanup(max_age=3600)
+
+    assert not os.path.exists(old) and not os.path.exists(nested)
+    assert os.path.exists(new)
+    assert not os.path.lexists(link) and not os.path.lexists(dir_link)
+    assert target.read_text() == "keep me"
+    assert stray.exists()  # only eda_user_* folders are cleaned
+    assert os.path.isdir(home)
+    assert report.removed_files == 4
+
+
+def test_server_cleans_workspaces_periodically(make_server):
+    srv = make_server("c.EDAGateway.cleanup_interval = 1\nc.EDAGateway.temp_file_max_age = 600\n")
+    kid = srv.start_kernel("bob")
+    srv.delete(f"/api/kernels/{kid}", "bob")
+    home = srv.workspace_root / f"{WORKSPACE_PREFIX}bob"
+    old, new = home / "old.tmp", home / "fresh.tmp"
+    old.write_text("x")
+    new.write_text("y")
+    age(old, 3600)
+    deadline = time.monotonic() + 30
+    while old.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not old.exists()
+    assert new.exists()

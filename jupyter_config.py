@@ -44,3 +44,14 @@ import os  # noqa: E402
 _demo_root = os.environ.get("EDA_DEMO_ROOT")
 if _demo_root:
     c.ServerApp.root_dir = _demo_root
+_demo_data = os.environ.get("EDA_DEMO_DATA")
+if _demo_data:
+    # datasets ("sources") and who may use them; admins may use all
+    c.EDAGateway.datasets = {
+        "sales": {
+            "path": os.path.join(_demo_data, "sales.csv"),
+            "users": ["alice"],
+            "groups": ["analysts"],
+            "description": "Daily sales 2024 by region (demo data)",
+        },
+    }

@@ -12,7 +12,8 @@ from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
 from . import logscrub
 from .auth import EDAAuthorizer
 from .contents import EDAContentsManager
-from .datasets import validate_datasets
+from .datasets import DatasetCatalogue, validate_datasets
+from .execution import ExecutionService
 from .kernels import EDAKernelManager
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
 from .sessions import EDASessionManager
@@ -58,8 +59,13 @@ class EDAGateway(ExtensionApp):
         "'users': ['alice'], 'groups': ['analysts'], 'description': '...'}}.",
     )
     max_code_bytes = Int(1024 * 1024, config=True, help="Largest code body the REST execution API accepts.")
+    max_output_bytes = Int(
+        1024 * 1024,
+        config=True,
+        help="Output of one REST execution kept in its answer; the rest is dropped with a marker.",
+    )
 
-    @validate("max_kernels_per_user", "max_code_bytes")
+    @validate("max_kernels_per_user", "max_code_bytes", "max_output_bytes")
     def _positive_int(self, proposal):
         if proposal["value"] <= 0:
             raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
@@ -125,6 +131,8 @@ class EDAGateway(ExtensionApp):
         self.verdicts = VerdictBus()
         self.kernel_manager.listeners.append(self._on_kernel_event)
         self._tasks: list[asyncio.Task] = []
+        self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
+        self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
 

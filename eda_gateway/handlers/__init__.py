@@ -8,8 +8,10 @@ from .base import API_PREFIX, EDAAPIHandler
 def all_handlers() -> list[tuple[str, type]]:
     """(pattern, handler) pairs, relative to the server's base_url."""
     from . import core
+    from .execute import handlers as execute_handlers
 
     routes: list[tuple[str, type]] = []
+    routes.extend(execute_handlers())
     routes.extend(core.routes)
     return routes
 

@@ -1,0 +1,410 @@
+"""The REST execution API's engine: one managed kernel per user and dataset, and a runner.
+
+``DatasetKernels`` starts a user's kernel for a dataset on first use (owned by
+the user: it is in their kernel list, counts against ``max_kernels_per_user``
+and is confined like every kernel), restarts it if it died, and preloads the
+dataset after every (re)start: ``source_path``, env ``EDA_SOURCE_PATH`` and,
+for CSV/Parquet/JSON files when pandas is installed, ``df``.
+
+``KernelRunner`` runs one execute_request over a jupyter_client async kernel
+client and collects iopub into nbformat outputs until the execute_reply AND
+the idle status (ipykernel 7 sends the reply before the execute_result). It
+listens for sandbox verdicts while the run is in flight.
+
+``ExecutionService`` puts them together with admission: admit, then run
+serialized per dataset kernel, and always end the lease (``finally``), even if
+the HTTP client has gone away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from queue import Empty
+
+from .datasets import Dataset, DatasetCatalogue
+from .outputs import OUTPUT_MSG_TYPES, OutputCollector
+from .verdicts import EXECUTION_TIMEOUT, Verdict
+
+# Names of run endings that have no sandbox verdict behind them.
+KERNEL_DIED = "KernelDied"
+KERNEL_RESTARTED = "KernelRestarted"
+
+# Runs in the kernel after each (re)start. Names starting with _eda are removed.
+PRELOAD_CODE = """
+import os as _eda_os
+source_path = _eda_os.environ["EDA_SOURCE_PATH"]
+if {reader!r}:
+    try:
+        import pandas as _eda_pd
+    except ImportError:
+        _eda_pd = None
+    if _eda_pd is not None:
+        try:
+            df = getattr(_eda_pd, {reader!r})(source_path)
+        except Exception as _eda_e:
+            import sys as _eda_sys
+            print(f"df could not be loaded from {{source_path}}: {{type(_eda_e).__name__}}: {{_eda_e}}",
+                  file=_eda_sys.stderr)
+            del _eda_e, _eda_sys
+    del _eda_pd
+del _eda_os
+"""
+
+
+class KernelGone(Exception):
+    """The dataset kernel was shut down while a request waited for it."""
+
+
+class RunRefused(Exception):
+    """Admission said no: carries the Decision for the 429 answer."""
+
+    def __init__(self, decision):
+        super().__init__(getattr(decision, "reason", "refused"))
+        self.decision = decision
+
+
+@dataclass
+class RunResult:
+    status: str
+    execution_count: int | None
+    outputs: list[dict]
+    error: dict | None
+    duration_seconds: float
+    kernel_id: str
+    truncated: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.status,
+            "execution_count": self.execution_count,
+            "outputs": self.outputs,
+            "error": self.error,
+            "duration_seconds": round(self.duration_seconds, 6),
+            "kernel_id": self.kernel_id,
+            "truncated": self.truncated,
+        }
+
+
+def _kernel_pid(kernel) -> int | None:
+    provisioner = getattr(kernel, "provisioner", None)
+    return getattr(provisioner, "pid", None) if provisioner is not None else None
+
+
+class KernelRunner:
+    """Runs one execute_request and turns what the kernel says into a RunResult."""
+
+    # How often a waiting run checks that its kernel is still the same live process.
+    poll_seconds = 0.5
+    # After the execute_reply, how long to wait for the idle status (and trailing output).
+    idle_grace_seconds = 10.0
+
+    def __init__(self, kernel_manager, verdicts, max_output_bytes: int, log):
+        self.kernel_manager = kernel_manager
+        self.verdicts = verdicts
+        self.max_output_bytes = max_output_bytes
+        self.log = log
+
+    @staticmethod
+    def new_request(client, code: str, msg_id: str | None = None, store_history: bool = True) -> dict:
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": store_history,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        msg = client.session.msg("execute_request", content)
+        if msg_id:
+            msg["header"]["msg_id"] = msg["msg_id"] = msg_id
+        return msg
+
+    async def run(self, kernel_id: str, client, request: dict, deadline_seconds: float) -> RunResult:
+        msg_id = request["header"]["msg_id"]
+        started = time.monotonic()
+        kernel = self.kernel_manager.get_kernel(kernel_id)
+        pid = _kernel_pid(kernel)
+        collector = OutputCollector(self.max_output_bytes)
+        verdict: list[Verdict] = []
+        killed = asyncio.Event()
+
+        def on_verdict(v: Verdict) -> None:
+            if v.msg_id in (None, msg_id):
+                verdict.append(v)
+                if v.killed:
+                    killed.set()
+
+        unsubscribe = self.verdicts.subscribe(kernel_id, on_verdict)
+        reply_task = asyncio.create_task(self._wait_reply(client, msg_id))
+        iopub_task = asyncio.create_task(self._collect_iopub(client, msg_id, collector))
+        killed_task = asyncio.create_task(killed.wait())
+        try:
+            client.shell_channel.send(request)
+            ended: str | None = None  # why the run ended without reply+idle
+            reply_at = None
+            while True:
+                await asyncio.wait(
+                    {reply_task, iopub_task, killed_task},
+                    timeout=self.poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if killed.is_set():
+                    ended = "killed"
+                    break
+                if reply_task.done() and iopub_task.done():
+                    break
+                if reply_task.done():
+                    reply_at = reply_at or time.monotonic()
+                    if time.monotonic() - reply_at > self.idle_grace_seconds:
+                        break  # the reply is what counts; the idle got lost
+                    continue
+                ended = await self._check_kernel(kernel_id, pid)
+                if ended:
+                    break
+                if time.monotonic() - started > deadline_seconds:
+                    ended = "deadline"
+                    break
+            return self._result(
+                kernel_id, msg_id, started, collector, reply_task, verdict, ended, deadline_seconds
+            )
+        finally:
+            unsubscribe()
+            for task in (reply_task, iopub_task, killed_task):
+                task.cancel()
+            await asyncio.gather(reply_task, iopub_task, killed_task, return_exceptions=True)
+
+    async def _check_kernel(self, kernel_id: str, pid: int | None) -> str | None:
+        try:
+            kernel = self.kernel_manager.get_kernel(kernel_id)
+        except KeyError:
+            return "died"
+        if not await kernel.is_alive():
+            return "died"
+        if _kernel_pid(kernel) != pid:
+            return "restarted"
+        return None
+
+    @staticmethod
+    async def _wait_reply(client, msg_id: str) -> dict:
+        while True:
+            try:
+                msg = await client.get_shell_msg(timeout=1.0)
+            except Empty:
+                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "execute_reply":
+                return msg["content"]
+
+    @staticmethod
+    async def _collect_iopub(client, msg_id: str, collector: OutputCollector) -> None:
+        while True:
+            try:
+                msg = await client.get_iopub_msg(timeout=1.0)
+            except Empty:
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            msg_type = msg["msg_type"]
+            if msg_type in OUTPUT_MSG_TYPES:
+                collector.add(msg_type, msg["content"])
+            elif msg_type == "status" and msg["content"].get("execution_state") == "idle":
+                return
+
+    def _result(self, kernel_id, msg_id, started, collector, reply_task, verdicts, ended, deadline) -> RunResult:
+        duration = time.monotonic() - started
+        # A verdict published just before we subscribed still counts.
+        verdict = verdicts[-1] if verdicts else self.verdicts.recent(kernel_id, msg_id)
+        reply = reply_task.result() if reply_task.done() and not reply_task.cancelled() else None
+        execution_count = reply.get("execution_count") if reply else None
+
+        error = None
+        if verdict is not None and (ended or (reply and reply.get("status") != "ok")):
+            # A sandbox limit ended this execution: name it, in the outputs and the error.
+            error = {"ename": verdict.ename, "evalue": verdict.evalue, "traceback": []}
+            collector.outputs[:] = [o for o in collector.outputs if o["output_type"] != "error"]
+            collector.outputs.append({"output_type": "error", **error})
+        elif ended:
+            ename, evalue = {
+                "died": (KERNEL_DIED, "the kernel died during the execution; it is restarted on the next request"),
+                "restarted": (KERNEL_RESTARTED, "the kernel was restarted during the execution"),
+                "deadline": (EXECUTION_TIMEOUT, f"no answer from the kernel within {deadline:.0f} s"),
+                "killed": (KERNEL_DIED, "the kernel was stopped"),
+            }[ended]
+            error = {"ename": ename, "evalue": evalue, "traceback": []}
+            collector.outputs.append({"output_type": "error", **error})
+        elif reply and reply.get("status") != "ok":
+            shown = [o for o in collector.outputs if o["output_type"] == "error"]
+            if shown:
+                error = {k: shown[-1][k] for k in ("ename", "evalue", "traceback")}
+            else:
+                # e.g. an aborted request: the reply is all there is
+                error = {
+                    "ename": str(reply.get("ename", reply.get("status", "error"))),
+                    "evalue": str(reply.get("evalue", ""))[: self.max_output_bytes],
+                    "traceback": [],
+                }
+        return RunResult(
+            status="error" if error else "ok",
+            execution_count=execution_count,
+            outputs=collector.result(),
+            error=error,
+            duration_seconds=duration,
+            kernel_id=kernel_id,
+            truncated=collector.truncated,
+        )
+
+
+@dataclass
+class ManagedKernel:
+    """A user's kernel for one dataset."""
+
+    username: str
+    dataset: Dataset
+    kernel_id: str
+    client: object = None
+    pid: int | None = None
+    notice: str = ""  # told once, with the next result (e.g. df could not be loaded)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class DatasetKernels:
+    """Starts, revives and preloads the managed kernel of each (user, dataset)."""
+
+    ready_timeout = 60.0
+
+    def __init__(self, kernel_manager, runner: KernelRunner, limits_for, log):
+        self.kernel_manager = kernel_manager
+        self.runner = runner
+        self.limits_for = limits_for
+        self.log = log
+        self._kernels: dict[tuple[str, str], ManagedKernel] = {}
+        self._start_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        kernel_manager.listeners.append(self._on_kernel_event)
+
+    def kernel_of(self, username: str, dataset_id: str) -> ManagedKernel | None:
+        return self._kernels.get((username, dataset_id))
+
+    async def acquire(self, username: str, dataset: Dataset) -> ManagedKernel:
+        """The user's kernel for ``dataset``, started if there is none."""
+        key = (username, dataset.id)
+        async with self._start_locks.setdefault(key, asyncio.Lock()):
+            managed = self._kernels.get(key)
+            if managed is not None and managed.kernel_id in self.kernel_manager:
+                return managed
+            kernel_id = await self.kernel_manager.start_kernel(
+                eda_owner=username,
+                env={"EDA_SOURCE_PATH": dataset.path, "EDA_SOURCE_ID": dataset.id},
+            )
+            managed = ManagedKernel(username, dataset, kernel_id)
+            self._kernels[key] = managed
+            self.log.info("eda_gateway: started kernel %s for %s on dataset %s", kernel_id, username, dataset.id)
+            return managed
+
+    async def prepare(self, managed: ManagedKernel) -> None:
+        """Make the kernel live and preloaded; call with ``managed.lock`` held."""
+        if self._kernels.get((managed.username, managed.dataset.id)) is not managed:
+            raise KernelGone(managed.kernel_id)
+        try:
+            kernel = self.kernel_manager.get_kernel(managed.kernel_id)
+        except KeyError:
+            raise KernelGone(managed.kernel_id) from None
+        if not await kernel.is_alive():
+            self.log.info("eda_gateway: dataset kernel %s died; restarting it", managed.kernel_id)
+            await self.kernel_manager.restart_kernel(managed.kernel_id, now=True)
+        pid = _kernel_pid(kernel)
+        if managed.client is not None and pid == managed.pid:
+            return
+        # New process (first start or any restart): a fresh client, then the preload.
+        self._close_client(managed)
+        client = kernel.client()
+        client.start_channels()
+        managed.client = client
+        await client.wait_for_ready(timeout=self.ready_timeout)
+        managed.pid = pid
+        await self._preload(managed)
+
+    async def _preload(self, managed: ManagedKernel) -> None:
+        code = PRELOAD_CODE.format(reader=managed.dataset.dataframe_reader or "")
+        # store_history=False: the user's first cell is still [1]
+        request = self.runner.new_request(managed.client, code, store_history=False)
+        limits = self.limits_for(managed.username)
+        result = await self.runner.run(managed.kernel_id, managed.client, request, limits.max_execution_time + 30)
+        if result.status != "ok":
+            managed.notice = f"eda_gateway: preloading the dataset failed: {result.error['ename']}: {result.error['evalue']}"
+            return
+        text = "".join(o.get("text", "") for o in result.outputs if o["output_type"] == "stream").strip()
+        managed.notice = f"eda_gateway: {text}" if text else ""
+
+    def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
+        if event != "stopped":
+            return
+        for key, managed in list(self._kernels.items()):
+            if managed.kernel_id == kernel_id:
+                self._close_client(managed)
+                del self._kernels[key]
+
+    @staticmethod
+    def _close_client(managed: ManagedKernel) -> None:
+        if managed.client is not None:
+            with contextlib.suppress(Exception):
+                managed.client.stop_channels()
+            managed.client = None
+            managed.pid = None
+
+    def close(self) -> None:
+        for managed in self._kernels.values():
+            self._close_client(managed)
+
+
+class ExecutionService:
+    """Admit, then run on the caller's dataset kernel, one execution at a time per kernel."""
+
+    def __init__(self, gateway, catalogue: DatasetCatalogue, max_output_bytes: int):
+        self.gateway = gateway
+        self.catalogue = catalogue
+        self.runner = KernelRunner(gateway.kernel_manager, gateway.verdicts, max_output_bytes, gateway.log)
+        self.kernels = DatasetKernels(gateway.kernel_manager, self.runner, gateway.limits_for, gateway.log)
+
+    async def execute(self, username: str, source_id: str, code: str) -> RunResult:
+        """Raises DatasetError (4xx), RunRefused (429), KernelGone, or HTTPError from the kernel manager."""
+        dataset = self.catalogue.resolve(source_id, username)
+        managed = await self.kernels.acquire(username, dataset)
+        kernel_id = managed.kernel_id
+        # The id exists before admission, so that the lease names this execution.
+        msg_id = uuid.uuid4().hex
+        admission = getattr(self.gateway, "admission", None) or _NO_ADMISSION  # TEMP until issue 3 lands
+        decision = admission.admit(username, kernel_id, msg_id, "api")
+        if not decision.allowed:
+            raise RunRefused(decision)
+        try:
+            async with managed.lock:
+                await self.kernels.prepare(managed)
+                request = self.runner.new_request(managed.client, code, msg_id=msg_id)
+                limits = self.gateway.limits_for(username)
+                # A backstop only: the sandbox ends long runs with a verdict well before.
+                deadline = limits.max_execution_time + self.gateway.sandbox_config.interrupt_grace + 30
+                result = await self.runner.run(kernel_id, managed.client, request, deadline)
+                if managed.notice:
+                    result.outputs.insert(0, {"output_type": "stream", "name": "stderr", "text": managed.notice + "\n"})
+                    managed.notice = ""
+                return result
+        finally:
+            admission.finish(kernel_id, msg_id)
+
+    def close(self) -> None:
+        self.kernels.close()
+
+
+class _NoAdmission:  # TEMP
+    def admit(self, *a):
+        from types import SimpleNamespace
+        return SimpleNamespace(allowed=True)
+
+    def finish(self, *a):
+        pass
+
+
+_NO_ADMISSION = _NoAdmission()

@@ -1,0 +1,108 @@
+"""REST execution API: run code on the caller's dataset kernel; list datasets; the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from tornado import web
+
+from ..datasets import DatasetError
+from ..execution import KernelGone, RunRefused
+from .base import API_PREFIX, EDAAPIHandler
+
+EXECUTE_FIELDS = frozenset({"code"})
+
+
+@web.stream_request_body
+class ExecuteCodeHandler(EDAAPIHandler):
+    """POST {"code": "..."} -> the run's status, outputs and error (CONTRACT.md)."""
+
+    def initialize(self):
+        self._body = bytearray()
+        self._body_size = 0
+
+    @property
+    def max_code_bytes(self) -> int:
+        return self.gateway.max_code_bytes
+
+    def data_received(self, chunk: bytes) -> None:
+        # Keep at most the limit (+1 to know it was passed); read and drop the rest,
+        # so that the client gets its 413 instead of a reset connection.
+        self._body_size += len(chunk)
+        room = self.max_code_bytes + 1 - len(self._body)
+        if room > 0:
+            self._body.extend(chunk[:room])
+
+    @web.authenticated
+    async def post(self, source_id: str):
+        if self._body_size > self.max_code_bytes:
+            return self.json_error(
+                413,
+                "payload_too_large",
+                f"the body is {self._body_size} bytes; at most {self.max_code_bytes} are accepted "
+                "(EDAGateway.max_code_bytes)",
+                max_code_bytes=self.max_code_bytes,
+            )
+        self.request.body = bytes(self._body)
+        body = self.read_json_object()
+        unknown = set(body) - EXECUTE_FIELDS
+        if unknown:
+            raise web.HTTPError(400, "unknown fields: %s (only 'code' is accepted)", ", ".join(sorted(unknown)))
+        code = body.get("code")
+        if not isinstance(code, str):
+            raise web.HTTPError(400, "'code' must be a string")
+        service = self.gateway.execution
+        try:
+            result = await service.execute(self.username, source_id, code)
+        except DatasetError as e:
+            return self.json_error(e.status, e.code, e.message)
+        except RunRefused as refused:
+            return self.write_refusal(refused.decision)
+        except KernelGone:
+            return self.json_error(
+                409, "kernel_gone", "the dataset kernel was shut down while this request waited; send it again"
+            )
+        self.add_rate_limit_headers()
+        self.finish(json.dumps(result.to_json()))
+
+    def write_refusal(self, decision) -> None:
+        from .ratelimit import write_rate_limited
+
+        write_rate_limited(self, decision)
+
+    def add_rate_limit_headers(self) -> None:
+        try:
+            from .ratelimit import add_rate_limit_headers
+        except ImportError:  # the admission part provides these headers
+            return
+        add_rate_limit_headers(self, self.username)
+
+
+class DatasetsHandler(EDAAPIHandler):
+    """The datasets the caller may use."""
+
+    @web.authenticated
+    def get(self):
+        datasets = self.gateway.execution.catalogue.for_user(self.username)
+        self.finish(json.dumps({"datasets": [d.summary() for d in datasets]}))
+
+
+class OpenAPIHandler(EDAAPIHandler):
+    """The OpenAPI 3 document of every eda_gateway REST endpoint."""
+
+    @web.authenticated
+    def get(self):
+        self.finish(openapi_document())
+
+
+def openapi_document() -> str:
+    return resources.files("eda_gateway").joinpath("openapi.json").read_text(encoding="utf-8")
+
+
+def handlers() -> list[tuple[str, type]]:
+    return [
+        (rf"{API_PREFIX}/execute-custom-code/(?P<source_id>[^/]+)", ExecuteCodeHandler),
+        (rf"{API_PREFIX}/datasets", DatasetsHandler),
+        (rf"{API_PREFIX}/openapi\.json", OpenAPIHandler),
+    ]

@@ -89,3 +89,43 @@ def test_headless_command_serves_kernels(tmp_path):
         assert srv.get("/api/kernels", "bob").json() == []
     finally:
         srv.stop()
+
+
+def test_other_identity_providers_work_unchanged(tmp_path):
+    """With jupyter_server's own IdentityProvider eda_gateway still owns by username.
+
+    That provider names a token user by cookie (a browser session), so the
+    client keeps its cookies like a browser does.
+    """
+    import requests
+    import websocket
+
+    srv = GatewayServer(tmp_path, extra_config=(
+        "c.ServerApp.identity_provider_class = 'jupyter_server.auth.identity.IdentityProvider'\n"
+        "c.IdentityProvider.token = 'shared-token'\n"
+    ))
+    srv.start()
+    try:
+        browser = requests.Session()
+        browser.headers["Authorization"] = "token shared-token"
+        username = browser.get(f"{srv.base_url}/api/me").json()["identity"]["username"]
+        r = browser.post(f"{srv.base_url}/api/kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+        ws = websocket.create_connection(
+            f"ws://127.0.0.1:{srv.port}/api/kernels/{kid}/channels",
+            header=["Authorization: token shared-token", f"Cookie: {cookie}"],
+            timeout=30,
+        )
+        from harness import KernelClient
+
+        client = KernelClient(ws, None)
+        assert client.run("import os; os.environ['EDA_USER']").result == repr(username)
+        client.close()
+        assert kid in {k["id"] for k in browser.get(f"{srv.base_url}/api/kernels").json()}
+        # a different anonymous visitor (no cookie) does not see it
+        stranger = requests.get(f"{srv.base_url}/api/kernels", headers={"Authorization": "token shared-token"})
+        assert kid not in {k["id"] for k in stranger.json()}
+    finally:
+        srv.stop()

@@ -14,7 +14,9 @@ from .auth import EDAAuthorizer
 from .contents import EDAContentsManager
 from .datasets import DatasetCatalogue, validate_datasets
 from .execution import ExecutionService
+from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
+from .lease_keeper import LeaseKeeper
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
 from .sessions import EDASessionManager
 from .verdicts import VerdictBus
@@ -108,6 +110,10 @@ class EDAGateway(ExtensionApp):
         serverapp.kernel_manager_class = EDAKernelManager
         serverapp.session_manager_class = EDASessionManager
         serverapp.authorizer_class = EDAAuthorizer
+        if "kernel_websocket_connection_class" not in serverapp.config.get("ServerApp", {}):
+            from .websocket import EDAKernelWebsocketConnection
+
+            serverapp.kernel_websocket_connection_class = EDAKernelWebsocketConnection
         if "contents_manager_class" not in serverapp.config.get("ServerApp", {}):
             serverapp.contents_manager_class = EDAContentsManager
         for hook in self.link_hooks:
@@ -130,6 +136,11 @@ class EDAGateway(ExtensionApp):
         self.settings["eda_gateway"] = self
         self.verdicts = VerdictBus()
         self.kernel_manager.listeners.append(self._on_kernel_event)
+        # one per-user execution budget for every path; leases end with their kernel
+        self.admission = AdmissionService(self.limits_for, self.execution_budget)
+        self.lease_keeper = LeaseKeeper(self.admission, self.kernel_manager)
+        self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
+        self.verdicts.add_listener(self.lease_keeper.on_verdict)
         self._tasks: list[asyncio.Task] = []
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
@@ -187,6 +198,14 @@ class EDAGateway(ExtensionApp):
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,
             max_kernels_per_user=self.max_kernels_per_user,
+        )
+
+    def execution_budget(self, username: str) -> float:
+        """Seconds after which an execution nobody saw end has surely ended."""
+        return (
+            self.limits_for(username).max_execution_time
+            + self.sandbox_config.interrupt_grace
+            + SAFETY_MARGIN_SECONDS
         )
 
     def limits_for(self, username: str) -> Limits:

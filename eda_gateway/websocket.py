@@ -1,0 +1,220 @@
+"""Kernel websocket that asks admission before any code reaches the kernel.
+
+Every ``execute_request`` (legacy JSON frames and ``v1.kernel.websocket.jupyter.org``)
+is checked with ``gateway.admission``. A refused one never reaches the kernel: the
+client gets, parented to its request, iopub ``busy`` / ``error`` (``RateLimitExceeded``)
+/ ``idle`` and a shell ``execute_reply`` with ``status: "error"``, so the cell ends
+cleanly instead of hanging.
+
+Leases end at the ``execute_reply`` seen here (the lease keeper also ends them when
+the kernel goes idle, restarts, dies or stops). Sandbox verdicts arrive on
+``gateway.verdicts``: a killed kernel's in-flight executions are ended here with the
+verdict's error; an interrupted execution's error and reply are renamed to it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyter_client.jsonutil import json_default
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message,
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+
+from .verdicts import RATE_LIMIT_EXCEEDED, Verdict
+
+V1 = "v1.kernel.websocket.jupyter.org"
+
+
+def ending_messages(session, parent_header: dict, ename: str, evalue: str) -> list[tuple[str, dict]]:
+    """(channel, message) that end an execution with an error, as a kernel would:
+    iopub busy, iopub error, iopub idle, shell execute_reply(status error)."""
+    traceback = [f"{ename}: {evalue}"]
+    error = {"ename": ename, "evalue": evalue, "traceback": traceback}
+    return [
+        ("iopub", session.msg("status", {"execution_state": "busy"}, parent=parent_header)),
+        ("iopub", session.msg("error", dict(error), parent=parent_header)),
+        ("iopub", session.msg("status", {"execution_state": "idle"}, parent=parent_header)),
+        (
+            "shell",
+            session.msg(
+                "execute_reply",
+                {"status": "error", "execution_count": None, **error},
+                parent=parent_header,
+            ),
+        ),
+    ]
+
+
+def renamed(content: dict, verdict: Verdict) -> dict:
+    """An error / execute_reply content renamed to the sandbox's verdict."""
+    return {
+        **content,
+        "status": "error",
+        "ename": verdict.ename,
+        "evalue": verdict.evalue,
+        "traceback": [f"{verdict.ename}: {verdict.evalue}"],
+    }
+
+
+class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
+    """ZMQ channels connection with admission control and sandbox verdicts."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._inflight: dict[str, dict] = {}  # msg_id -> request header, forwarded and unanswered
+        self._ended: set[str] = set()  # msg_ids we ended ourselves: drop late kernel replies
+        self._rewrites: dict[str, Verdict] = {}  # msg_id -> verdict of an interrupted execution
+        self._unsubscribe = None
+
+    @property
+    def gateway(self):
+        return self.websocket_handler.settings["eda_gateway"]
+
+    @property
+    def username(self) -> str:
+        return self.websocket_handler.current_user.username
+
+    # --- connection life -------------------------------------------------------
+
+    def connect(self):
+        # Without this, Nagle holds our small frames: ~48 ms -> ~10 ms per trivial execute.
+        self.websocket_handler.set_nodelay(True)
+        connected = super().connect()
+        if connected is not None and self._unsubscribe is None:
+            self._unsubscribe = self.gateway.verdicts.subscribe(self.kernel_id, self._on_verdict)
+        return connected
+
+    def disconnect(self):
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        # Unanswered requests keep their leases: the kernel is still running them and
+        # the lease keeper ends each when the kernel goes idle for it.
+        self._inflight.clear()
+        return super().disconnect()
+
+    # --- client -> kernel --------------------------------------------------------
+
+    def handle_incoming_message(self, incoming_msg) -> None:
+        if not self.channels:
+            return super().handle_incoming_message(incoming_msg)
+        if self.subprotocol == V1:
+            channel, msg_list = deserialize_msg_from_ws_v1(incoming_msg)
+            header = None
+            if channel == "shell":
+                header = self.session.unpack(msg_list[0])
+        else:
+            msg = (
+                deserialize_binary_message(incoming_msg)
+                if isinstance(incoming_msg, bytes)
+                else json.loads(incoming_msg)
+            )
+            channel = msg.pop("channel", None) or "shell"
+            header = msg.get("header")
+        if channel not in self.channels:
+            self.log.warning("No such channel: %r", channel)
+            return
+        if header is not None:
+            allowed_types = self.multi_kernel_manager.allowed_message_types
+            if allowed_types and header.get("msg_type") not in allowed_types:
+                self.log.warning("Received message of type %r, which is not allowed.", header.get("msg_type"))
+                return
+            if channel == "shell" and header.get("msg_type") == "execute_request":
+                if not self._admit(header):
+                    return
+        stream = self.channels[channel]
+        if self.subprotocol == V1:
+            self.session.send_raw(stream, msg_list)
+        else:
+            self.session.send(stream, msg)
+
+    def _admit(self, header: dict) -> bool:
+        msg_id = header.get("msg_id")
+        if not isinstance(msg_id, str) or not msg_id:
+            return True  # the kernel rejects it; nothing runs, nothing to count
+        decision = self.gateway.admission.admit(self.username, self.kernel_id, msg_id, "notebook")
+        if decision.allowed:
+            self._inflight[msg_id] = header
+            return True
+        self.log.info(
+            "eda_gateway: refused execution of %s on kernel %s (%s, retry in %.1f s)",
+            self.username,
+            self.kernel_id,
+            decision.reason,
+            decision.retry_after_seconds,
+        )
+        self._write_all(ending_messages(self.session, header, RATE_LIMIT_EXCEEDED, decision.message))
+        return False
+
+    # --- kernel -> client ----------------------------------------------------------
+
+    def handle_outgoing_message(self, stream, outgoing_msg) -> None:
+        if isinstance(stream, str):
+            stream = self.channels[stream]
+        channel = getattr(stream, "channel", None)
+        if channel == "shell" or (channel == "iopub" and self._verdict_possible()):
+            _, fed = self.session.feed_identities(outgoing_msg)
+            parts = fed[1:]
+            header = self.session.unpack(parts[0])
+            msg_type = header.get("msg_type")
+            if msg_type in ("execute_reply", "error"):
+                parent_id = self.session.unpack(parts[1]).get("msg_id")
+                if parent_id in self._ended:
+                    if msg_type == "execute_reply":
+                        self._ended.discard(parent_id)
+                    return  # we already ended this execution for the client
+                if msg_type == "execute_reply":
+                    self._inflight.pop(parent_id, None)
+                    self.gateway.admission.finish(self.kernel_id, parent_id)
+                verdict = self._rewrite_for(parent_id, msg_type)
+                if verdict is not None:
+                    msg = self.session.deserialize(fed)
+                    msg["content"] = renamed(msg["content"], verdict)
+                    self._write_all([(channel, msg)])
+                    return
+        super().handle_outgoing_message(stream, outgoing_msg)
+
+    # --- sandbox verdicts ----------------------------------------------------------
+
+    def _verdict_possible(self) -> bool:
+        return bool(self._rewrites) or self.gateway.verdicts.recent(self.kernel_id) is not None
+
+    def _rewrite_for(self, msg_id: str | None, msg_type: str) -> Verdict | None:
+        if not msg_id:
+            return None
+        verdict = self._rewrites.get(msg_id)
+        if verdict is None:
+            recent = self.gateway.verdicts.recent(self.kernel_id, msg_id)
+            if recent is not None and not recent.killed and recent.msg_id == msg_id:
+                verdict = recent
+        if verdict is not None and msg_type == "execute_reply":
+            self._rewrites.pop(msg_id, None)
+        return verdict
+
+    def _on_verdict(self, verdict: Verdict) -> None:
+        if not verdict.killed:
+            if verdict.msg_id:
+                self._rewrites[verdict.msg_id] = verdict
+            return
+        # The kernel was killed: no reply will come for anything it was running.
+        for msg_id, header in list(self._inflight.items()):
+            self._ended.add(msg_id)
+            self.gateway.admission.finish(self.kernel_id, msg_id)
+            self._write_all(ending_messages(self.session, header, verdict.ename, verdict.evalue))
+        self._inflight.clear()
+
+    # --- writing -------------------------------------------------------------------
+
+    def _write_all(self, messages: list[tuple[str, dict]]) -> None:
+        if self.websocket_handler.ws_connection is None:
+            return
+        for channel, msg in messages:
+            if self.subprotocol == V1:
+                self.write_message(serialize_msg_to_ws_v1(msg, channel, self.session.pack), binary=True)
+            else:
+                msg["channel"] = channel
+                self.write_message(json.dumps(msg, default=json_default))

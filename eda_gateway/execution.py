@@ -375,7 +375,7 @@ class ExecutionService:
         kernel_id = managed.kernel_id
         # The id exists before admission, so that the lease names this execution.
         msg_id = uuid.uuid4().hex
-        admission = getattr(self.gateway, "admission", None) or _NO_ADMISSION  # TEMP until issue 3 lands
+        admission = self.gateway.admission
         decision = admission.admit(username, kernel_id, msg_id, "api")
         if not decision.allowed:
             raise RunRefused(decision)
@@ -397,14 +397,3 @@ class ExecutionService:
     def close(self) -> None:
         self.kernels.close()
 
-
-class _NoAdmission:  # TEMP
-    def admit(self, *a):
-        from types import SimpleNamespace
-        return SimpleNamespace(allowed=True)
-
-    def finish(self, *a):
-        pass
-
-
-_NO_ADMISSION = _NoAdmission()

@@ -19,6 +19,8 @@ from .kernels import EDAKernelManager
 from .lease_keeper import LeaseKeeper
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
 from .sessions import EDASessionManager
+from .sandbox import Sandbox, SandboxUnavailable, install_factory
+from .telemetry import EDATelemetry, Telemetry
 from .verdicts import VerdictBus
 from .workspaces import Workspaces
 
@@ -35,7 +37,7 @@ class EDAGateway(ExtensionApp):
     extension_url = "/api/status"
     load_other_extensions = True
 
-    classes = [EDASandbox, EDARateLimiter]
+    classes = [EDASandbox, EDARateLimiter, EDATelemetry]
 
     admin_users = Set(Unicode(), config=True, help="Usernames that see and act on everything.")
     groups = Dict(
@@ -102,6 +104,7 @@ class EDAGateway(ExtensionApp):
             super()._link_jupyter_server_extension(serverapp)
             self.sandbox_config = EDASandbox(parent=self)
             self.rate_config = EDARateLimiter(parent=self)
+            self.telemetry_config = EDATelemetry(parent=self)
         except TraitError as e:
             # The extension manager would only log this and start an unprotected
             # server: refuse to start instead, naming the setting.
@@ -110,6 +113,7 @@ class EDAGateway(ExtensionApp):
         serverapp.kernel_manager_class = EDAKernelManager
         serverapp.session_manager_class = EDASessionManager
         serverapp.authorizer_class = EDAAuthorizer
+        install_factory(serverapp)  # every kernel starts through the sandbox's provisioner
         if "kernel_websocket_connection_class" not in serverapp.config.get("ServerApp", {}):
             from .websocket import EDAKernelWebsocketConnection
 
@@ -141,11 +145,25 @@ class EDAGateway(ExtensionApp):
         self.lease_keeper = LeaseKeeper(self.admission, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
+        self._start_sandbox()
         self._tasks: list[asyncio.Task] = []
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
+
+    def _start_sandbox(self) -> None:
+        """Confinement before any kernel can start; refuse to run without a forced backend."""
+        from . import metrics
+
+        self.sandbox = Sandbox(self, self.sandbox_config, self.log)
+        try:
+            self.sandbox.start()
+        except SandboxUnavailable as e:
+            self.log.critical("eda_gateway: %s", e)
+            sys.exit(f"eda_gateway: {e}")
+        self.telemetry = Telemetry(self, self.telemetry_config.interval, self.log)
+        metrics.install(self)
 
     def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         if event == "stopped":
@@ -159,6 +177,8 @@ class EDAGateway(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp):
         await super()._start_jupyter_server_extension(serverapp)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
+        self._tasks.extend(self.sandbox.start_watchdog())
+        self._tasks.append(self.telemetry.start())
         self.log.info(
             "eda_gateway: workspaces under %s, clean-up every %ss of files older than %ss",
             self.workspace_root,
@@ -169,6 +189,8 @@ class EDAGateway(ExtensionApp):
     async def stop_extension(self):
         for task in self._tasks:
             task.cancel()
+        # kernels first, then every cgroup/process this server's sandbox created
+        await self.sandbox.stop(self.kernel_manager)
         await super().stop_extension()
 
     async def _cleanup_loop(self):

@@ -1,0 +1,42 @@
+"""GET /advanced-eda/api/system-stats: answered from the telemetry snapshot, never by walking processes."""
+
+from __future__ import annotations
+
+import time
+
+from tornado import web
+
+from .base import API_PREFIX, EDAAPIHandler
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+class SystemStatsHandler(EDAAPIHandler):
+    @web.authenticated
+    def get(self):
+        gateway = self.gateway
+        snap = gateway.telemetry.snapshot
+        user = self.username
+        everyone = gateway.is_admin(user)
+        self.finish(
+            {
+                "cpu": {"percent": snap.cpu_percent, "count": snap.cpu_count},
+                "memory": {
+                    "total": snap.memory_total,
+                    "used": snap.memory_used,
+                    "available": snap.memory_available,
+                    "percent": snap.memory_percent,
+                },
+                "active_users": snap.active_users,
+                "active_kernels": len(snap.kernels),
+                "active_executions": snap.active_executions,
+                "enforcement": snap.enforcement,
+                "sampled_at": _iso(snap.sampled_at),
+                "kernels": [k.to_json() for k in snap.kernels if everyone or k.user == user],
+            }
+        )
+
+
+routes = [(rf"{API_PREFIX}/system-stats", SystemStatsHandler)]

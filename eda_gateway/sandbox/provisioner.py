@@ -1,0 +1,101 @@
+"""The kernel provisioner every kernel starts through: confined from its first instruction.
+
+``EDAProvisioner`` is jupyter_client's LocalProvisioner plus the sandbox:
+``pre_launch`` (which also runs on every restart) asks the sandbox for the
+owner's effective limits and the launch additions (enter the kernel's cgroups
+or set RLIMIT_AS between fork and exec, allocator/BLAS environment);
+``kill`` and ``cleanup`` also take down what escaped the process group.
+
+``EDAProvisionerFactory`` replaces jupyter_client's factory singleton so that
+every kernelspec, including one naming another provisioner, gets ours.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+from typing import Any
+
+from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
+
+PROVISIONER_NAME = "eda-sandbox-provisioner"
+ENTRY_POINT = EntryPoint(
+    name=PROVISIONER_NAME,
+    value="eda_gateway.sandbox.provisioner:EDAProvisioner",
+    group=KernelProvisionerFactory.GROUP_NAME,
+)
+
+
+class SandboxMissing(RuntimeError):
+    """A kernel would start unconfined: refuse instead."""
+
+
+class EDAProvisioner(LocalProvisioner):
+    """LocalProvisioner whose kernels run under the sandbox's limits."""
+
+    def _sandbox_and_owner(self):
+        mapping = getattr(self.parent, "parent", None)  # KernelManager -> MappingKernelManager
+        gateway = getattr(mapping, "eda_gateway", None)
+        sandbox = getattr(gateway, "sandbox", None)
+        if sandbox is None or not sandbox.ready:
+            raise SandboxMissing("eda_gateway's sandbox is not running: refusing to start an unconfined kernel")
+        owner_of = getattr(mapping, "owner_of", None)
+        owner = (owner_of(self.kernel_id) if owner_of else None) or ""
+        return sandbox, owner
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        sandbox, owner = self._sandbox_and_owner()
+        kwargs = await super().pre_launch(**kwargs)
+        return sandbox.prepare_launch(self.kernel_id, owner, kwargs)
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        await super().post_launch(**kwargs)
+        sandbox, _ = self._sandbox_and_owner()
+        sandbox.attached(self.kernel_id, self.pid)
+
+    async def kill(self, restart: bool = False) -> None:
+        await super().kill(restart=restart)
+        sandbox, _ = self._sandbox_and_owner()
+        await sandbox.kill_tree(self.kernel_id)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        try:
+            sandbox, _ = self._sandbox_and_owner()
+        except SandboxMissing:
+            return  # server stopping: the sandbox already removed everything
+        await sandbox.released(self.kernel_id, restart=restart)
+
+
+class EDAProvisionerFactory(KernelProvisionerFactory):
+    """Hands out EDAProvisioner for every kernelspec."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # works even when the package's entry points are not installed (editable checkouts)
+        self.provisioners.setdefault(PROVISIONER_NAME, ENTRY_POINT)
+
+    def _get_provisioner_config(self, kernel_spec: Any) -> dict[str, Any]:
+        named = kernel_spec.metadata.get("kernel_provisioner", {})
+        name = named.get("provisioner_name")
+        if name in (None, PROVISIONER_NAME, "local-provisioner"):
+            return {"provisioner_name": PROVISIONER_NAME, "config": dict(named.get("config", {}))}
+        self.log.warning(
+            "eda_gateway sandbox: kernelspec %r names provisioner %r; it runs confined "
+            "by %s instead (its provisioner config is ignored)",
+            getattr(kernel_spec, "display_name", "?"),
+            name,
+            PROVISIONER_NAME,
+        )
+        return {"provisioner_name": PROVISIONER_NAME, "config": {}}
+
+
+def install_factory(parent) -> EDAProvisionerFactory:
+    """Make EDAProvisionerFactory the factory singleton jupyter_client uses."""
+    if KernelProvisionerFactory.initialized() and isinstance(
+        KernelProvisionerFactory.instance(), EDAProvisionerFactory
+    ):
+        return KernelProvisionerFactory.instance()
+    KernelProvisionerFactory.clear_instance()
+    factory = EDAProvisionerFactory.instance(parent=parent)
+    factory.default_provisioner_name = PROVISIONER_NAME
+    return factory

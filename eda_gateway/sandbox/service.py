@@ -1,0 +1,146 @@
+"""The sandbox service: one enforcement backend, the kernels it confines, and the watchdog.
+
+The app creates it (``gateway.sandbox``), starts it before any kernel can start
+and stops it last. The provisioner calls ``prepare_launch`` / ``attached`` /
+``kill_tree`` / ``released`` for every (re)launch of every kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+
+from ..limits import Limits
+from .base import KERNEL_MARKER, SERVER_MARKER, Backend, KernelUsage
+from .detect import detect
+from .watchdog import Watchdog
+
+# Allocator and BLAS settings that keep a normal numpy kernel inside its limits:
+# glibc's per-thread arenas and BLAS thread pools inflate memory and CPU demand.
+KERNEL_ENV_DEFAULTS = {
+    "MALLOC_ARENA_MAX": "2",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+@dataclass
+class ConfinedKernel:
+    kernel_id: str
+    owner: str
+    limits: Limits
+    pid: int | None = None
+    launched_at: float = 0.0
+    launches: int = 0
+
+
+class Sandbox:
+    def __init__(self, gateway, config, log):
+        self.gateway = gateway
+        self.config = config  # EDASandbox
+        self.log = log
+        self.backend: Backend | None = None
+        self.kernels: dict[str, ConfinedKernel] = {}
+        self.watchdog = Watchdog(self)
+
+    # --- life ----------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.backend is not None
+
+    @property
+    def enforcement(self) -> str:
+        return self.backend.name if self.backend else "none"
+
+    def start(self) -> None:
+        """Detect and start the backend (raises SandboxUnavailable when a forced one is missing)."""
+        self.backend = detect(self.config.enforcement, self.log)
+        self.log.info("eda_gateway sandbox: enforcement %s", self.backend.describe())
+
+    def start_watchdog(self) -> list[asyncio.Task]:
+        return self.watchdog.start()
+
+    async def stop(self, kernel_manager=None) -> None:
+        """Shut every kernel down, then remove every trace of this server's sandbox."""
+        self.watchdog.stop()
+        if kernel_manager is not None and len(kernel_manager):
+            try:
+                await asyncio.wait_for(kernel_manager.shutdown_all(now=True), timeout=15)
+            except Exception:
+                self.log.exception("eda_gateway sandbox: shutting kernels down failed; killing them")
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            await asyncio.get_running_loop().run_in_executor(None, backend.stop)
+        self.kernels.clear()
+
+    # --- called by the provisioner -------------------------------------------------
+    def prepare_launch(self, kernel_id: str, owner: str, kwargs: dict) -> dict:
+        limits = self.gateway.limits_for(owner)
+        plan = self.backend.prepare(kernel_id, limits)
+        env = dict(kwargs.get("env") or os.environ)
+        for name, value in KERNEL_ENV_DEFAULTS.items():
+            env.setdefault(name, value)
+        env.update(plan.env)
+        env[KERNEL_MARKER] = kernel_id
+        env[SERVER_MARKER] = self.backend.instance
+        kwargs["env"] = env
+        kwargs["preexec_fn"] = _chain(kwargs.get("preexec_fn"), plan.preexec_fn)
+        record = self.kernels.get(kernel_id)
+        if record is None:
+            record = self.kernels[kernel_id] = ConfinedKernel(kernel_id, owner, limits)
+        record.limits = limits
+        record.launches += 1
+        return kwargs
+
+    def attached(self, kernel_id: str, pid: int) -> None:
+        record = self.kernels.get(kernel_id)
+        if record is not None:
+            record.pid = pid
+            record.launched_at = time.time()
+        self.backend.attached(kernel_id, pid)
+        self.log.info(
+            "eda_gateway sandbox: kernel %s (pid %s, owner %s) confined by %s: %s MiB, %s%% CPU, %s processes",
+            kernel_id, pid, record.owner if record else "?", self.enforcement,
+            record.limits.max_memory_mb if record else "?",
+            record.limits.max_cpu_percent if record else "?",
+            record.limits.max_processes if record else "?",
+        )
+
+    async def kill_tree(self, kernel_id: str) -> None:
+        if self.backend is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.kill, kernel_id)
+
+    async def released(self, kernel_id: str, restart: bool) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        loop = asyncio.get_running_loop()
+        if restart:
+            await loop.run_in_executor(None, backend.kill, kernel_id)
+        else:
+            await loop.run_in_executor(None, backend.release, kernel_id)
+            self.kernels.pop(kernel_id, None)
+            self.watchdog.forget(kernel_id)
+
+    # --- observation ---------------------------------------------------------------
+    def sample(self) -> dict[str, KernelUsage]:
+        """Blocking: call off the event loop."""
+        backend = self.backend
+        return backend.sample() if backend is not None else {}
+
+
+def _chain(*functions):
+    functions = [f for f in functions if f is not None]
+    if not functions:
+        return None
+    if len(functions) == 1:
+        return functions[0]
+
+    def run_all() -> None:
+        for f in functions:
+            f()
+
+    return run_all

@@ -1,0 +1,215 @@
+"""Stops what breaks a limit and names it: wall time and memory verdicts.
+
+Wall time: admission tells us when executions are admitted and finished. A
+kernel runs its executions in order, so the head of a kernel's queue started
+when it was admitted or when the one before it finished, whichever is later.
+At ``max_execution_time`` the watchdog publishes ``ExecutionTimeout``
+(killed=False) and interrupts the kernel; if the execution is still running
+``interrupt_grace`` seconds later, the kernel's tree is killed, the kernel
+restarted, and ``ExecutionTimeout`` published again with killed=True.
+
+Memory: the backend reports kills for memory (the kernel's OOM killer in a
+cgroup, or the psutil watchdog); the watchdog publishes
+``MemoryLimitExceeded`` (killed=True) naming the limit and the peak, kills
+what is left of the tree and restarts the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+
+from ..verdicts import EXECUTION_TIMEOUT, MEMORY_LIMIT_EXCEEDED, Verdict
+from .base import MemoryKill
+
+MIB = 1024 * 1024
+
+
+class Watchdog:
+    poll_seconds = 0.25
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+        self._queues: dict[str, OrderedDict[str, float]] = {}  # kernel -> msg_id -> admitted (monotonic)
+        self._head_since: dict[str, float] = {}
+        self._escalate_at: dict[tuple[str, str], float] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.listening = False
+
+    @property
+    def gateway(self):
+        return self.sandbox.gateway
+
+    @property
+    def log(self):
+        return self.sandbox.log
+
+    def start(self) -> list[asyncio.Task]:
+        admission = getattr(self.gateway, "admission", None)
+        if admission is not None and not self.listening:
+            admission.add_listener(self.on_admission)
+            self.listening = True
+        elif admission is None:
+            self.log.warning("eda_gateway sandbox: no admission service: wall-time limits are not enforced")
+        self._tasks = [asyncio.create_task(self._run())]
+        return self._tasks
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    def forget(self, kernel_id: str) -> None:
+        self._queues.pop(kernel_id, None)
+        self._head_since.pop(kernel_id, None)
+        for key in [k for k in self._escalate_at if k[0] == kernel_id]:
+            del self._escalate_at[key]
+
+    # --- admission listener --------------------------------------------------------
+    def on_admission(self, event: str, info: dict) -> None:
+        kernel_id, msg_id = info.get("kernel_id"), info.get("msg_id")
+        if not kernel_id or not msg_id:
+            return
+        now = time.monotonic()
+        if event == "admitted":
+            queue = self._queues.setdefault(kernel_id, OrderedDict())
+            if not queue:
+                self._head_since[kernel_id] = now
+            queue[msg_id] = now
+        elif event == "finished":
+            queue = self._queues.get(kernel_id)
+            if queue is None or msg_id not in queue:
+                return
+            was_head = next(iter(queue)) == msg_id
+            del queue[msg_id]
+            self._escalate_at.pop((kernel_id, msg_id), None)
+            if was_head:
+                self._head_since[kernel_id] = now
+            if not queue:
+                self._queues.pop(kernel_id, None)
+                self._head_since.pop(kernel_id, None)
+
+    def in_flight(self, kernel_id: str) -> str | None:
+        queue = self._queues.get(kernel_id)
+        return next(iter(queue)) if queue else None
+
+    # --- the loop ----------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                backend = self.sandbox.backend
+                if backend is None:
+                    continue
+                for kill in await loop.run_in_executor(None, backend.memory_kills):
+                    await self._memory_verdict(kill)
+                await self._check_wall_time()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("eda_gateway sandbox: watchdog tick failed")
+
+    async def _check_wall_time(self) -> None:
+        now = time.monotonic()
+        for kernel_id in list(self._queues):
+            msg_id = self.in_flight(kernel_id)
+            if msg_id is None:
+                continue
+            limits = self._limits(kernel_id)
+            escalate_at = self._escalate_at.get((kernel_id, msg_id))
+            if escalate_at is None:
+                if now - self._head_since.get(kernel_id, now) >= limits.max_execution_time:
+                    await self._interrupt(kernel_id, msg_id, limits)
+            elif now >= escalate_at:
+                await self._kill_for_time(kernel_id, msg_id, limits)
+
+    def _limits(self, kernel_id: str):
+        record = self.sandbox.kernels.get(kernel_id)
+        if record is not None:
+            return record.limits
+        owner = self.gateway.kernel_manager.owner_of(kernel_id) or ""
+        return self.gateway.limits_for(owner)
+
+    # --- verdicts -------------------------------------------------------------------
+    async def _interrupt(self, kernel_id: str, msg_id: str, limits) -> None:
+        grace = self.sandbox.config.interrupt_grace
+        self._escalate_at[(kernel_id, msg_id)] = time.monotonic() + grace
+        self.gateway.verdicts.publish(
+            Verdict(
+                EXECUTION_TIMEOUT,
+                f"execution stopped: it ran longer than max_execution_time ({limits.max_execution_time:g} s)",
+                kernel_id,
+                msg_id,
+                killed=False,
+                details={"limit_seconds": limits.max_execution_time, "action": "interrupted"},
+            )
+        )
+        self.log.warning(
+            "eda_gateway sandbox: execution %s on kernel %s passed %gs: interrupting",
+            msg_id, kernel_id, limits.max_execution_time,
+        )
+        try:
+            kernel = self.gateway.kernel_manager.get_kernel(kernel_id)
+            result = kernel.interrupt_kernel()
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                await result
+        except Exception:
+            self.log.exception("eda_gateway sandbox: interrupting kernel %s failed", kernel_id)
+
+    async def _kill_for_time(self, kernel_id: str, msg_id: str, limits) -> None:
+        self.forget(kernel_id)
+        grace = self.sandbox.config.interrupt_grace
+        self.log.warning(
+            "eda_gateway sandbox: kernel %s ignored the interrupt for %gs: killing and restarting it",
+            kernel_id, grace,
+        )
+        await self.sandbox.kill_tree(kernel_id)
+        self.gateway.verdicts.publish(
+            Verdict(
+                EXECUTION_TIMEOUT,
+                f"execution stopped: it ran longer than max_execution_time ({limits.max_execution_time:g} s) "
+                f"and ignored the interrupt for {grace:g} s, so the kernel was killed and restarted "
+                "(its variables are lost)",
+                kernel_id,
+                msg_id,
+                killed=True,
+                details={"limit_seconds": limits.max_execution_time, "action": "killed"},
+            )
+        )
+        await self._restart(kernel_id)
+
+    async def _memory_verdict(self, kill: MemoryKill) -> None:
+        kernel_id = kill.kernel_id
+        msg_id = self.in_flight(kernel_id)
+        self.forget(kernel_id)
+        limit_mib, peak_mib = kill.limit_bytes / MIB, kill.peak_bytes / MIB
+        self.log.warning(
+            "eda_gateway sandbox: kernel %s exceeded its memory limit (%.0f MiB, peak %.0f MiB): restarting it",
+            kernel_id, limit_mib, peak_mib,
+        )
+        self.gateway.verdicts.publish(
+            Verdict(
+                MEMORY_LIMIT_EXCEEDED,
+                f"the kernel used more than its memory limit of {limit_mib:.0f} MiB (peak {peak_mib:.0f} MiB) "
+                "and was killed and restarted (its variables are lost)",
+                kernel_id,
+                msg_id,
+                killed=True,
+                details={"limit_bytes": kill.limit_bytes, "peak_bytes": kill.peak_bytes},
+            )
+        )
+        await self.sandbox.kill_tree(kernel_id)
+        await self._restart(kernel_id)
+
+    async def _restart(self, kernel_id: str) -> None:
+        mapping = self.gateway.kernel_manager
+        if kernel_id not in mapping:
+            return
+        if mapping.get_kernel(kernel_id).shutting_down:
+            return  # the auto-restarter (or a shutdown) got there first
+        try:
+            await mapping.restart_kernel(kernel_id, now=True)
+        except Exception:
+            self.log.exception("eda_gateway sandbox: restarting kernel %s failed", kernel_id)

@@ -211,7 +211,7 @@ class AdmissionService:
         lease is dropped (sandbox time limit + kill grace + margin)."""
         self._limits_for = limits_for
         self._budget = execution_budget
-        self.store: AdmissionStore = store or MemoryStore()
+        self.store: AdmissionStore = store if store is not None else MemoryStore()
         self._clock = clock
         self._wall = wall_clock
         self._kernels: dict[str, _KernelLeases] = {}

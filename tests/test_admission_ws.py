@@ -1,0 +1,308 @@
+"""Admission over real kernel websockets to real kernels, both protocols.
+
+One server for the module with a short window (6 s) so that waiting out a window
+stays cheap; each test uses its own users so that budgets do not mix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from harness import TOKENS, GatewayServer
+
+V1 = "v1.kernel.websocket.jupyter.org"
+PROTOCOLS = [pytest.param(None, id="legacy"), pytest.param(V1, id="v1")]
+STATUS = "/advanced-eda/api/rate-limit-status"
+WINDOW = 6.0
+
+USERS = ["p_legacy", "p_v1", "other", "conc", "burst", "life_legacy", "life_v1"]
+CONFIG = f"""
+c.EDARateLimiter.window_seconds = {WINDOW}
+c.EDARateLimiter.max_executions_per_minute = 10
+c.EDARateLimiter.max_concurrent_executions = 2
+c.EDAGateway.user_limits = {{
+    "bob": {{"max_executions_per_minute": 20}},
+    "life_legacy": {{"max_concurrent_executions": 1}},
+    "life_v1": {{"max_concurrent_executions": 1}},
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    tokens = dict(TOKENS, **{u: f"{u}-token" for u in USERS})
+    srv = GatewayServer(tmp_path_factory.mktemp("adm"), extra_config=CONFIG, tokens=tokens).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def kernels(gw):
+    """Start kernels for a user; all are shut down after the test."""
+    started = []
+
+    def start(user: str, n: int = 1) -> list[str]:
+        ids = [gw.start_kernel(user) for _ in range(n)]
+        started.extend((user, k) for k in ids)
+        return ids
+
+    yield start
+    for user, kid in started:
+        gw.delete(f"/api/kernels/{kid}", user)
+
+
+def msg_type(m: dict) -> str:
+    return m.get("msg_type") or m["header"]["msg_type"]
+
+
+def collect_many(kc, msg_ids, timeout=60) -> dict[str, list[dict]]:
+    """Messages of several executions on one socket, until each has its reply and idle."""
+    got = {mid: [] for mid in msg_ids}
+    done: set[str] = set()
+    deadline = time.monotonic() + timeout
+    pending = [m for m in kc.backlog]
+    kc.backlog.clear()
+    while len(done) < len(got):
+        m = pending.pop(0) if pending else kc.recv(max(0.1, deadline - time.monotonic()))
+        parent = m.get("parent_header", {}).get("msg_id")
+        if parent not in got:
+            continue
+        got[parent].append(m)
+        types = [msg_type(x) for x in got[parent]]
+        if "execute_reply" in types and any(
+            msg_type(x) == "status" and x["content"].get("execution_state") == "idle" for x in got[parent]
+        ):
+            done.add(parent)
+    return got
+
+
+def status(gw, caller, params=None):
+    r = gw.get(STATUS, caller, params=params or {})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assert_refused(messages: list[dict], msg_id: str, limit_words: str) -> float:
+    """The contract's four messages, parented to the request; returns the wait in evalue."""
+    assert [msg_type(m) for m in messages] == ["status", "error", "status", "execute_reply"]
+    assert [m["content"].get("execution_state") for m in messages[::2]] == ["busy", "idle"]
+    assert all(m["parent_header"]["msg_id"] == msg_id for m in messages)
+    error, reply = messages[1]["content"], messages[3]["content"]
+    assert error["ename"] == "RateLimitExceeded" and reply["ename"] == "RateLimitExceeded"
+    assert reply["status"] == "error"
+    assert limit_words in error["evalue"], error["evalue"]
+    return float(re.search(r"Try again in (\d+) s", error["evalue"]).group(1))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_eleventh_execution_is_refused_with_a_correct_retry_time(gw, kernels, protocol):
+    user = "p_legacy" if protocol is None else "p_v1"
+    (kid,) = kernels(user)
+    kc = gw.kernel_ws(kid, user, protocol)
+    try:
+        # the first admission happens between these two instants
+        t_first = time.time()
+        assert kc.run("0 + 1").result == "1"
+        t_first_done = time.time()
+        for i in range(1, 10):
+            ex = kc.run(f"{i} + 1")
+            assert ex.reply["status"] == "ok" and ex.result == str(i + 1)
+        msg_id = kc.execute("print('must never run')")
+        messages = kc.collect(msg_id)
+        t_refused = time.time()
+        wait = assert_refused(messages, msg_id, "10 executions per 6 s")
+        assert "must never run" not in str(messages)
+
+        # the oldest admission leaves the window WINDOW s after it was made
+        earliest, latest = t_first + WINDOW - t_refused, t_first_done + WINDOW - t_refused
+        assert earliest - 0.3 <= wait <= latest + 1.3  # whole seconds, rounded up
+        s = status(gw, user)
+        t_status = time.time()
+        assert (s["executions_in_window"], s["remaining"], s["status"]) == (10, 0, "limited")
+        assert t_first + WINDOW - t_status - 0.3 <= s["retry_after_seconds"] <= latest + 0.3
+        r = gw.get(STATUS, user)
+        assert r.headers["RateLimit-Policy"] == '"exec";q=10;w=6'
+        assert re.fullmatch(r'"exec";r=0;t=\d+', r.headers["RateLimit"])
+
+        # another user is unaffected meanwhile
+        (other_kid,) = kernels("other")
+        okc = gw.kernel_ws(other_kid, "other", protocol)
+        assert okc.run("2 * 21").result == "42"
+        okc.close()
+
+        # after the announced wait, the user runs again
+        time.sleep(max(0.0, s["retry_after_seconds"]) + 0.2)
+        assert kc.run("'again'").reply["status"] == "ok"
+    finally:
+        kc.close()
+
+
+def test_an_override_raises_one_users_limit(gw, kernels):
+    (kid,) = kernels("bob")
+    kc = gw.kernel_ws(kid, "bob", V1)
+    try:
+        ids = [kc.execute(f"{i}") for i in range(12)]
+        results = collect_many(kc, ids)
+        assert all(msgs[-1]["content"].get("status") != "error" for msgs in results.values())
+        assert all(
+            next(m for m in msgs if msg_type(m) == "execute_reply")["content"]["status"] == "ok"
+            for msgs in results.values()
+        )
+        s = status(gw, "bob")
+        assert s["limits"]["max_executions_per_minute"] == 20
+        assert (s["executions_in_window"], s["remaining"]) == (12, 8)
+        # the default still applies to everyone else
+        assert status(gw, "carol")["limits"]["max_executions_per_minute"] == 10
+    finally:
+        kc.close()
+
+
+def test_a_third_busy_kernel_is_refused_but_run_all_in_one_kernel_is_not(gw, kernels):
+    k1, k2, k3 = kernels("conc", 3)
+    c1, c2, c3 = (gw.kernel_ws(k, "conc") for k in (k1, k2, k3))
+    try:
+        slow1 = c1.execute("import time; time.sleep(2.5)")
+        slow2 = c2.execute("import time; time.sleep(2.5)")
+        time.sleep(0.5)
+        s = status(gw, "conc")
+        assert s["concurrent_executions"] == 2 and s["status"] == "limited"
+        assert sorted(e["kernel_id"] for e in s["active_executions"]) == sorted([k1, k2])
+        assert all(e["source"] == "notebook" and e["duration_seconds"] > 0 for e in s["active_executions"])
+
+        refused = c3.execute("1")
+        wait = assert_refused(c3.collect(refused), refused, "at most 2 kernels")
+        assert wait >= 1
+
+        # "Run All": five more cells queued behind the running one in k1 are admitted
+        run_all = [c1.execute(f"x = {i}") for i in range(5)]
+        results = collect_many(c1, [slow1, *run_all])
+        for mid in run_all:
+            reply = next(m for m in results[mid] if msg_type(m) == "execute_reply")["content"]
+            assert reply["status"] == "ok", reply
+        c2.collect(slow2)
+        # both kernels are done: the third kernel runs at once
+        assert c3.run("3").reply["status"] == "ok"
+        assert status(gw, "conc")["concurrent_executions"] == 0
+    finally:
+        for c in (c1, c2, c3):
+            c.close()
+
+
+def test_fifty_executions_at_once_over_ten_sockets_admit_exactly_the_limit(gw, kernels):
+    k1, k2 = kernels("burst", 2)
+    clients = [gw.kernel_ws(k1 if i % 2 else k2, "burst", V1 if i % 3 else None) for i in range(10)]
+    start = threading.Barrier(len(clients))
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def fire(kc):
+        try:
+            start.wait()
+            ids = [kc.execute("1") for _ in range(5)]
+            for msgs in collect_many(kc, ids).values():
+                reply = next(m for m in msgs if msg_type(m) == "execute_reply")["content"]
+                outcomes.append(reply["status"] if reply["status"] == "ok" else reply["ename"])
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=fire, args=(kc,)) for kc in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for kc in clients:
+        kc.close()
+    assert not errors, errors
+    assert sorted(set(outcomes)) == ["RateLimitExceeded", "ok"]
+    assert outcomes.count("ok") == 10 and outcomes.count("RateLimitExceeded") == 40
+    assert status(gw, "burst")["executions_in_window"] == 10
+
+
+def kernel_pid(kernel_id: str) -> int:
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(f"kernel-{kernel_id}.json" in part for part in proc.info["cmdline"] or ()):
+            return proc.pid
+    raise AssertionError(f"no process for kernel {kernel_id}")
+
+
+def wait_until_no_lease(gw, user, timeout=30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = status(gw, user)
+        if s["concurrent_executions"] == 0 and not s["active_executions"]:
+            return s
+        assert time.monotonic() < deadline, s
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_no_lease_is_left_after_restart_kill_or_reconnect(gw, kernels, protocol):
+    """max_concurrent_executions is 1 for this user: any leaked lease on k1 would
+    refuse the execution on k2."""
+    user = "life_legacy" if protocol is None else "life_v1"
+    k1, k2 = kernels(user, 2)
+    other = gw.kernel_ws(k2, user, protocol)
+
+    def assert_k2_runs_at_once():
+        assert other.run("'free'").reply["status"] == "ok"
+
+    # 1. restart through the API while an execution runs
+    kc = gw.kernel_ws(k1, user, protocol)
+    kc.execute("import time; time.sleep(30)")
+    time.sleep(0.5)
+    assert status(gw, user)["concurrent_executions"] == 1
+    blocked = other.execute("1")
+    assert_refused(other.collect(blocked), blocked, "at most 1 kernels")
+    assert gw.post(f"/api/kernels/{k1}/restart", user).status_code == 200
+    wait_until_no_lease(gw, user, timeout=2)
+    assert_k2_runs_at_once()
+    kc.close()
+
+    # 2. the kernel is killed from outside; the auto-restarter brings it back
+    kc = gw.kernel_ws(k1, user, protocol)
+    kc.execute("import time; time.sleep(30)")
+    time.sleep(0.5)
+    assert status(gw, user)["concurrent_executions"] == 1
+    os.kill(kernel_pid(k1), signal.SIGKILL)
+    wait_until_no_lease(gw, user, timeout=20)
+    assert_k2_runs_at_once()
+    kc.close()
+
+    # 3. the client leaves mid-execution and comes back with a new session id:
+    # jupyter_server drops the old session's reply, the lease still ends when k1 is idle
+    kc = gw.kernel_ws(k1, user, protocol)
+    deadline = time.monotonic() + 30
+    while kc.run("1").reply["status"] != "ok":  # the restarted kernel is ready
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    kc.execute("import time; time.sleep(1.5)")
+    time.sleep(0.3)
+    kc.close()
+    assert status(gw, user)["concurrent_executions"] == 1  # k1 is really still running
+    kc = gw.kernel_ws(k1, user, protocol)  # a new session id
+    wait_until_no_lease(gw, user, timeout=5)
+    assert_k2_runs_at_once()
+    assert kc.run("'back'").reply["status"] == "ok"
+    kc.close()
+    other.close()
+
+
+def test_status_is_per_user_and_admins_may_ask_about_anyone(gw):
+    r = gw.get(STATUS, "carol", params={"user": "alice"})
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    s = status(gw, "admin", {"user": "p_legacy"})
+    assert s["user"] == "p_legacy"
+    own = status(gw, "carol", {"user": "carol"})
+    assert own["user"] == "carol" and own["session"]["started_at"].endswith("Z")
+    assert set(own) == {
+        "user", "limits", "executions_in_window", "remaining", "concurrent_executions",
+        "retry_after_seconds", "reset_in_seconds", "status", "active_executions", "session",
+    }
+    assert gw.get(STATUS, None).status_code in (401, 403)

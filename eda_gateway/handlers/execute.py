@@ -10,6 +10,7 @@ from tornado import web
 from ..datasets import DatasetError
 from ..execution import KernelGone, RunRefused
 from .base import API_PREFIX, EDAAPIHandler
+from .ratelimit import set_rate_limit_headers_for, write_rate_limited
 
 EXECUTE_FIELDS = frozenset({"code"})
 
@@ -67,16 +68,11 @@ class ExecuteCodeHandler(EDAAPIHandler):
         self.finish(json.dumps(result.to_json()))
 
     def write_refusal(self, decision) -> None:
-        from .ratelimit import write_rate_limited
-
+        self.add_rate_limit_headers()
         write_rate_limited(self, decision)
 
     def add_rate_limit_headers(self) -> None:
-        try:
-            from .ratelimit import add_rate_limit_headers
-        except ImportError:  # the admission part provides these headers
-            return
-        add_rate_limit_headers(self, self.username)
+        set_rate_limit_headers_for(self, self.username)
 
 
 class DatasetsHandler(EDAAPIHandler):
@@ -96,8 +92,20 @@ class OpenAPIHandler(EDAAPIHandler):
         self.finish(openapi_document())
 
 
+class UnknownEndpointHandler(EDAAPIHandler):
+    """Anything else under the API prefix: a JSON 404 (jupyter_server would answer HTML)."""
+
+    async def prepare(self):
+        await super().prepare()
+        raise web.HTTPError(404, "no such eda_gateway endpoint: %s (see %s/openapi.json)", self.request.path, API_PREFIX)
+
+
 def openapi_document() -> str:
     return resources.files("eda_gateway").joinpath("openapi.json").read_text(encoding="utf-8")
+
+
+# Last of all routes: it matches every path under the prefix.
+CATCH_ALL = (rf"{API_PREFIX}(?:/.*)?", UnknownEndpointHandler)
 
 
 def handlers() -> list[tuple[str, type]]:

@@ -1,0 +1,382 @@
+"""The REST execution API against a real server with real kernels (CONTRACT.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from harness import GatewayServer
+
+API = "/advanced-eda/api"
+EXECUTE = f"{API}/execute-custom-code"
+
+SALES_CSV = "day,amount\n1,10\n2,20\n3,30\n"
+EVENTS_JSON = json.dumps([{"kind": "click", "n": 1}, {"kind": "view", "n": 4}])
+
+
+def datasets_config(folder) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sales.csv").write_text(SALES_CSV)
+    (folder / "events.json").write_text(EVENTS_JSON)
+    (folder / "secret.csv").write_text("x\n1\n")
+    (folder / "docs").mkdir(exist_ok=True)
+    (folder / "docs" / "notes.txt").write_text("notes\n")
+    return f"""
+c.EDAGateway.groups = {{"analysts": ["bob"]}}
+c.EDAGateway.datasets = {{
+    "sales": {{"path": "{folder}/sales.csv", "users": ["alice"], "groups": ["analysts"],
+               "description": "Daily sales"}},
+    "events": {{"path": "{folder}/events.json", "users": ["alice"], "description": "Events"}},
+    "docs": {{"path": "{folder}/docs", "users": ["alice"], "description": "A folder"}},
+    "secret": {{"path": "{folder}/secret.csv", "users": ["carol"], "description": "Carol's"}},
+}}
+"""
+
+
+def run(server, source, code, user="alice", **kw):
+    return server.post(f"{EXECUTE}/{source}", user, json={"code": code}, **kw)
+
+
+def ok(response) -> dict:
+    assert response.status_code == 200, (response.status_code, response.text)
+    body = response.json()
+    assert body["status"] == "ok", body
+    return body
+
+
+def stdout(body) -> str:
+    return "".join(o["text"] for o in body["outputs"] if o["output_type"] == "stream" and o["name"] == "stdout")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("execapi")
+    config = datasets_config(tmp / "data") + """
+c.EDAGateway.max_code_bytes = 4096
+c.EDAGateway.max_output_bytes = 2000
+_roomy = {"max_executions_per_minute": 1000, "max_concurrent_executions": 4}
+c.EDAGateway.user_limits = {"alice": _roomy, "bob": _roomy, "admin": _roomy,
+                            "carol": {**_roomy, "max_kernels_per_user": 1}}
+"""
+    srv = GatewayServer(tmp, extra_config=config).start()
+    yield srv
+    srv.stop()
+
+
+# --- outputs round-trip ----------------------------------------------------
+
+
+def test_outputs_round_trip_as_nbformat(server):
+    body = ok(run(server, "sales", "print('hello')\nimport sys; print('oops', file=sys.stderr)\n6 * 7"))
+    kinds = [(o["output_type"], o.get("name")) for o in body["outputs"]]
+    assert kinds == [("stream", "stdout"), ("stream", "stderr"), ("execute_result", None)]
+    assert body["outputs"][0]["text"] == "hello\n"
+    result = body["outputs"][2]
+    assert result["data"]["text/plain"] == "42"
+    assert result["execution_count"] == body["execution_count"] >= 1
+    assert body["error"] is None and body["duration_seconds"] >= 0
+
+    shown = ok(run(server, "sales", "from IPython.display import HTML, display\ndisplay(HTML('<b>x</b>'))"))
+    assert shown["outputs"] == [
+        {
+            "output_type": "display_data",
+            "data": {"text/plain": "<IPython.core.display.HTML object>", "text/html": "<b>x</b>"},
+            "metadata": {},
+        }
+    ]
+    assert shown["execution_count"] == body["execution_count"] + 1
+    assert shown["kernel_id"] == body["kernel_id"]
+
+
+def test_errors_come_back_as_status_error(server):
+    r = run(server, "sales", "print('before')\n1/0")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "error"
+    assert body["error"]["ename"] == "ZeroDivisionError"
+    assert body["error"]["evalue"] == "division by zero"
+    assert any("ZeroDivisionError" in line for line in body["error"]["traceback"])
+    assert [o["output_type"] for o in body["outputs"]] == ["stream", "error"]
+    # the kernel lives on
+    assert ok(run(server, "sales", "2 + 2"))["outputs"][0]["data"]["text/plain"] == "4"
+
+
+def test_clear_output_and_display_update(server):
+    code = (
+        "from IPython.display import display, clear_output\n"
+        "print('gone'); clear_output()\n"
+        "h = display('first', display_id=True)\n"
+        "h.update('second')\n"
+    )
+    body = ok(run(server, "sales", code))
+    assert [o["data"]["text/plain"] for o in body["outputs"]] == ["'second'"]
+
+
+# --- the dataset in the kernel ----------------------------------------------
+
+
+def test_dataset_is_preloaded(server, tmp_path_factory):
+    body = ok(run(server, "sales", "import os\nprint(source_path == os.environ['EDA_SOURCE_PATH'])\nprint(source_path)"))
+    lines = stdout(body).splitlines()
+    assert lines[0] == "True" and lines[1].endswith("/data/sales.csv")
+    total = ok(run(server, "sales", "print(type(df).__name__, int(df['amount'].sum()), list(df.columns))"))
+    assert stdout(total).strip() == "DataFrame 60 ['day', 'amount']"
+
+
+def test_json_dataset_gives_df_and_a_folder_only_source_path(server):
+    body = ok(run(server, "events", "print(int(df['n'].sum()), sorted(df['kind']))"))
+    assert stdout(body).strip() == "5 ['click', 'view']"
+    folder = ok(run(server, "docs", "import os\nprint(os.listdir(source_path), 'df' in globals())"))
+    assert stdout(folder).strip() == "['notes.txt'] False"
+
+
+def test_parquet_dataset_gives_df(tmp_path, make_server):
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "metrics.parquet"
+    pandas.DataFrame({"v": [1.5, 2.5]}).to_parquet(path)
+    srv = make_server(f'c.EDAGateway.datasets = {{"metrics": {{"path": "{path}", "users": ["alice"]}}}}')
+    body = ok(run(srv, "metrics", "print(float(df['v'].sum()))"))
+    assert stdout(body).strip() == "4.0"
+
+
+def test_unreadable_dataframe_is_reported_once(tmp_path, make_server):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"this is no parquet file")
+    srv = make_server(f'c.EDAGateway.datasets = {{"broken": {{"path": "{path}", "users": ["alice"]}}}}')
+    first = ok(run(srv, "broken", "print(source_path.endswith('broken.parquet'), 'df' in globals())"))
+    notice = first["outputs"][0]
+    assert notice["name"] == "stderr" and "df could not be loaded" in notice["text"]
+    assert stdout(first).strip() == "True False"
+    again = ok(run(srv, "broken", "1"))
+    assert all(o["output_type"] != "stream" for o in again["outputs"])
+
+
+# --- the managed kernel -------------------------------------------------------
+
+
+def test_dataset_kernel_is_owned_by_the_user_and_separate_per_user(server):
+    alice = ok(run(server, "sales", "secret_of_alice = 1\nimport os\nprint(os.environ['EDA_USER'])"))
+    bob = ok(run(server, "sales", "import os\nprint(os.environ['EDA_USER'], 'secret_of_alice' in globals())", user="bob"))
+    assert alice["kernel_id"] != bob["kernel_id"]
+    assert stdout(alice).strip() == "alice"
+    assert stdout(bob).strip() == "bob False"
+    alice_kernels = {k["id"] for k in server.get("/api/kernels").json()}
+    bob_kernels = {k["id"] for k in server.get("/api/kernels", "bob").json()}
+    assert alice["kernel_id"] in alice_kernels and alice["kernel_id"] not in bob_kernels
+    assert bob["kernel_id"] in bob_kernels
+    # one kernel per (user, dataset)
+    events = ok(run(server, "events", "1"))
+    assert events["kernel_id"] != alice["kernel_id"]
+
+
+def test_dataset_kernel_is_restarted_with_the_dataset_if_it_died(server):
+    first = ok(run(server, "sales", "import os\nprint(os.getpid())\nleft_over = 1"))
+    os.kill(int(stdout(first)), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:  # the next request revives the kernel (or finds it auto-restarted)
+        r = run(server, "sales", "import os\nprint(os.getpid(), int(df['amount'].sum()), 'left_over' in globals())")
+        body = r.json()
+        if body["status"] == "ok" or time.monotonic() > deadline:
+            break
+        assert body["error"]["ename"] in ("KernelDied", "KernelRestarted"), body
+    assert body["status"] == "ok", body
+    pid, total, left_over = stdout(body).split()
+    assert int(pid) != int(stdout(first)) and total == "60" and left_over == "False"
+    assert body["kernel_id"] == first["kernel_id"]
+
+
+def test_dataset_kernel_counts_against_max_kernels_per_user(server):
+    kernel_id = server.start_kernel("carol")  # carol may have one kernel
+    try:
+        r = run(server, "secret", "1", user="carol")
+        assert r.status_code == 403, r.text
+        assert "max_kernels_per_user" in r.json()["message"]
+    finally:
+        server.delete(f"/api/kernels/{kernel_id}", "carol")
+    ok(run(server, "secret", "1", user="carol"))
+
+
+def test_executions_on_one_dataset_kernel_are_serialized(server):
+    code = "import time\nt0 = time.time(); time.sleep(0.6); print(t0, time.time())"
+    results = []
+
+    def send():
+        results.append(run(server, "sales", code))
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = sorted(tuple(map(float, stdout(ok(r)).split())) for r in results)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, spans
+
+
+def test_huge_output_is_cut_with_a_marker(server):
+    body = ok(run(server, "sales", "print('x' * 100000)\nprint('more')"))
+    assert body["truncated"] is True
+    marker = body["outputs"][-1]
+    assert marker["name"] == "stderr" and "output truncated" in marker["text"]
+    assert len(json.dumps(body["outputs"])) < 2000 + 500
+    small = ok(run(server, "sales", "print('fine')"))
+    assert small["truncated"] is False and stdout(small) == "fine\n"
+
+
+# --- who may use what -----------------------------------------------------------
+
+
+def test_datasets_listing_per_user(server):
+    def ids(user):
+        r = server.get(f"{API}/datasets", user)
+        assert r.status_code == 200
+        return [d["id"] for d in r.json()["datasets"]]
+
+    assert ids("alice") == ["docs", "events", "sales"]
+    assert ids("bob") == ["sales"]  # through the group analysts
+    assert ids("carol") == ["secret"]
+    assert ids("admin") == ["docs", "events", "sales", "secret"]
+    sales = next(d for d in server.get(f"{API}/datasets", "bob").json()["datasets"])
+    assert sales == {"id": "sales", "description": "Daily sales"}
+    assert server.get(f"{API}/datasets", None).status_code == 403
+
+
+def test_not_assigned_unknown_and_admin(server):
+    r = run(server, "secret", "1", user="alice")
+    assert r.status_code == 403 and r.json()["error"] == "forbidden_source"
+    r = run(server, "nope", "1")
+    assert r.status_code == 404 and r.json()["error"] == "unknown_source"
+    assert stdout(ok(run(server, "secret", "print(int(df['x'].sum()))", user="admin"))).strip() == "1"
+
+
+@pytest.mark.parametrize("source", ["..", "..%2F..%2Fetc%2Fpasswd", "sales%2F..", "a..b", ".hidden", "%2Fetc%2Fpasswd"])
+def test_path_tricks_in_the_source_id_are_refused(server, source):
+    r = run(server, source, "print(open('/etc/hostname').read())")
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert "error" in r.json()
+
+
+# --- bad input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"", b"[1, 2]", b'"code"', b"{}", b'{"code": 1}', b'{"code": null}', b'{"code": "1", "extra": 2}'],
+)
+def test_bad_bodies_are_json_400(server, body):
+    r = server.post(f"{EXECUTE}/sales", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.json()["error"] and r.json()["message"]
+
+
+def test_code_over_max_code_bytes_is_413(server):
+    r = run(server, "sales", "x = 1\n" * 1000)  # 6000 bytes > 4096
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == "payload_too_large" and "max_code_bytes" in r.json()["message"]
+    # far over the limit: still a 413, not a reset connection or a hang
+    r = server.post(f"{EXECUTE}/sales", data=b"x" * (8 * 1024 * 1024), timeout=60)
+    assert r.status_code == 413
+    ok(run(server, "sales", "'still fine'"))
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_wrong_method_is_json_405(server, method):
+    r = server.request(method, f"{EXECUTE}/sales", json={"code": "1"})
+    assert r.status_code == 405
+    assert r.json()["error"] == "method_not_allowed"
+    r = server.request(method if method != "GET" else "POST", f"{API}/datasets")
+    assert r.status_code == 405 and r.headers["Content-Type"].startswith("application/json")
+
+
+def test_no_token_is_refused(server):
+    r = server.post(f"{EXECUTE}/sales", None, json={"code": "1"})
+    assert r.status_code == 403
+    assert r.json()["error"]
+
+
+# --- one budget with notebooks -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    """Three executions a minute, one at a time."""
+    tmp = tmp_path_factory.mktemp("tight")
+    config = datasets_config(tmp / "data") + """
+c.EDARateLimiter.max_executions_per_minute = 3
+c.EDARateLimiter.max_concurrent_executions = 1
+"""
+    srv = GatewayServer(tmp, extra_config=config).start()
+    yield srv
+    srv.stop()
+
+
+def wait_for_idle_budget(srv, user, timeout=30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = srv.get(f"{API}/rate-limit-status", user).json()
+        if status["concurrent_executions"] == 0 or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def test_rest_and_websocket_share_the_per_minute_budget(tight):
+    kernel_id = tight.start_kernel("bob")
+    ws = tight.kernel_ws(kernel_id, "bob")
+    try:
+        assert ws.run("1").reply["status"] == "ok"
+        ok(run(tight, "sales", "2", user="bob"))
+        assert ws.run("3").reply["status"] == "ok"
+        # the budget (3) is used up: refused on both paths
+        refused = run(tight, "sales", "4", user="bob")
+        assert refused.status_code == 429, refused.text
+        body = refused.json()
+        assert body["error"] == "rate_limited" and body["reason"] == "per_minute"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert body["retry_after_seconds"] > 0
+        over = ws.run("5")
+        assert over.error["ename"] == "RateLimitExceeded"
+        status = tight.get(f"{API}/rate-limit-status", "bob").json()
+        assert status["executions_in_window"] == 3 and status["remaining"] == 0
+        # another user is unaffected
+        ok(run(tight, "secret", "1", user="admin"))
+    finally:
+        ws.close()
+
+
+def test_rest_and_websocket_share_the_concurrency_limit(tight):
+    kernel_id = tight.start_kernel("alice")
+    ws = tight.kernel_ws(kernel_id, "alice")
+    try:
+        msg_id = ws.execute("import time; time.sleep(2)")  # the notebook holds the only slot
+        time.sleep(0.5)
+        refused = run(tight, "events", "1")
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["reason"] == "concurrent"
+        ws.collect(msg_id)
+
+        busy = threading.Thread(target=run, args=(tight, "events", "import time; time.sleep(2)"))
+        busy.start()  # now the REST run holds it
+        time.sleep(1.0)
+        over = ws.run("1")
+        busy.join()
+        assert over.error["ename"] == "RateLimitExceeded"
+        assert "concurren" in over.error["evalue"].lower()
+    finally:
+        ws.close()
+
+
+def test_a_client_that_goes_away_does_not_leak_its_lease(tight):
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        run(tight, "secret", "import time; time.sleep(2)", user="carol", timeout=0.5)
+    status = tight.get(f"{API}/rate-limit-status", "carol").json()
+    assert status["concurrent_executions"] == 1  # still running, still counted
+    status = wait_for_idle_budget(tight, "carol")
+    assert status["concurrent_executions"] == 0 and status["active_executions"] == []

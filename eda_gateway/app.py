@@ -14,6 +14,8 @@ from .auth import EDAAuthorizer
 from .contents import EDAContentsManager
 from .datasets import DatasetCatalogue, validate_datasets
 from .execution import ExecutionService
+from .activity import ActivityLog, UsageRecorder, register_schemas
+from .history import HistoryStore
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
 from .lease_keeper import LeaseKeeper
@@ -68,6 +70,26 @@ class EDAGateway(ExtensionApp):
         config=True,
         help="Output of one REST execution kept in its answer; the rest is dropped with a marker.",
     )
+
+    history_db = Unicode(
+        "",
+        config=True,
+        help="SQLite file of the usage history and activity log (survives restarts). "
+        "Default: eda_gateway_history.sqlite in the server's Jupyter data directory.",
+    )
+    history_retention_days = Float(30, config=True, help="History older than this (days) is purged.")
+    history_max_rows = Int(
+        1_000_000, config=True, help="Most events (and most usage samples) kept; the oldest go first."
+    )
+    history_sample_interval = Float(
+        60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
+    )
+
+    @validate("history_retention_days", "history_max_rows", "history_sample_interval")
+    def _positive_history(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
+        return proposal["value"]
 
     @validate("max_kernels_per_user", "max_code_bytes", "max_output_bytes")
     def _positive_int(self, proposal):
@@ -141,7 +163,10 @@ class EDAGateway(ExtensionApp):
         self.verdicts = VerdictBus()
         self.kernel_manager.listeners.append(self._on_kernel_event)
         # one per-user execution budget for every path; leases end with their kernel
-        self.admission = AdmissionService(self.limits_for, self.execution_budget)
+        self.admission = AdmissionService(
+            self.limits_for,
+            expiry_extra_seconds=self.sandbox_config.interrupt_grace + SAFETY_MARGIN_SECONDS,
+        )
         self.lease_keeper = LeaseKeeper(self.admission, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
@@ -149,6 +174,7 @@ class EDAGateway(ExtensionApp):
         self._tasks: list[asyncio.Task] = []
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
+        self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
 
@@ -164,6 +190,26 @@ class EDAGateway(ExtensionApp):
             sys.exit(f"eda_gateway: {e}")
         self.telemetry = Telemetry(self, self.telemetry_config.interval, self.log)
         metrics.install(self)
+
+    def _start_history(self) -> None:
+        """Usage history (SQLite, own writer thread) and the jupyter_events activity log."""
+        path = self.history_db or os.path.join(self.serverapp.data_dir, "eda_gateway_history.sqlite")
+        self.history = HistoryStore(path, self.history_retention_days, self.history_max_rows)
+        try:
+            self.history.start()
+        except RuntimeError as e:
+            self.log.critical("eda_gateway: bad configuration: EDAGateway.history_db: %s", e)
+            sys.exit(f"eda_gateway: bad configuration: EDAGateway.history_db: {e}")
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        if event_logger is not None:
+            register_schemas(event_logger)
+        self.activity = ActivityLog(event_logger, self.history, self.kernel_manager.owner_of)
+        self.admission.add_listener(self.activity.on_admission)
+        self.verdicts.add_listener(self.activity.on_verdict)
+        self.kernel_manager.listeners.append(self.activity.on_kernel_event)
+        self.activity.watch_logins(self.serverapp.identity_provider)
+        self.usage_recorder = UsageRecorder(self.history, self.history_sample_interval)
+        self.telemetry.listeners.append(self.usage_recorder.on_snapshot)
 
     def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         if event == "stopped":
@@ -191,6 +237,9 @@ class EDAGateway(ExtensionApp):
             task.cancel()
         # kernels first, then every cgroup/process this server's sandbox created
         await self.sandbox.stop(self.kernel_manager)
+        # last: kernel stops above are history too
+        self.usage_recorder.flush()
+        await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
         await super().stop_extension()
 
     async def _cleanup_loop(self):
@@ -220,14 +269,6 @@ class EDAGateway(ExtensionApp):
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,
             max_kernels_per_user=self.max_kernels_per_user,
-        )
-
-    def execution_budget(self, username: str) -> float:
-        """Seconds after which an execution nobody saw end has surely ended."""
-        return (
-            self.limits_for(username).max_execution_time
-            + self.sandbox_config.interrupt_grace
-            + SAFETY_MARGIN_SECONDS
         )
 
     def limits_for(self, username: str) -> Limits:

@@ -28,6 +28,7 @@ c.ServerApp.identity_provider_class = "eda_gateway.auth.EDAIdentityProvider"
 c.EDAIdentityProvider.user_tokens = {tokens!r}
 c.EDAGateway.admin_users = {{"admin"}}
 c.EDAGateway.workspace_root = {workspace_root!r}
+c.EDAGateway.history_db = {history_db!r}
 c.ServerApp.root_dir = {root_dir!r}
 c.ServerApp.open_browser = False
 c.ServerApp.ip = "127.0.0.1"
@@ -59,6 +60,7 @@ class GatewayServer:
         self.port = free_port()
         self.root_dir = self.tmp / "root"
         self.workspace_root = self.tmp / "workspaces"
+        self.history_db = self.tmp / "history.sqlite"  # per server dir: a restart keeps it
         self.runtime_dir = self.tmp / "runtime"
         self.log_path = self.tmp / "server.log"
         for d in (self.root_dir, self.workspace_root, self.runtime_dir):
@@ -73,6 +75,7 @@ class GatewayServer:
         text = BASE_CONFIG.format(
             tokens=self.tokens,
             workspace_root=str(self.workspace_root),
+            history_db=str(self.history_db),
             root_dir=str(self.root_dir),
             port=self.port,
         )

@@ -8,6 +8,7 @@ from .base import API_PREFIX, EDAAPIHandler
 def all_handlers() -> list[tuple[str, type]]:
     """(pattern, handler) pairs, relative to the server's base_url."""
     from . import core
+    from .admin import routes as admin_routes
     from .execute import CATCH_ALL
     from .execute import handlers as execute_handlers
     from .ratelimit import routes as ratelimit_routes
@@ -18,6 +19,7 @@ def all_handlers() -> list[tuple[str, type]]:
     routes.extend(core.routes)
     routes.extend(ratelimit_routes)
     routes.extend(stats_routes)
+    routes.extend(admin_routes)
     routes.append(CATCH_ALL)  # keep last: JSON 404 for unknown paths under API_PREFIX
     return routes
 

@@ -1,0 +1,409 @@
+"""Usage history: activity events and usage samples in SQLite, for charts and audits.
+
+Callers on the event loop only enqueue (``record_event``, ``record_samples``): a
+single writer thread owns the write connection and commits whatever has queued up
+in one transaction, so the loop never waits for the disk. The queue is bounded: if
+the disk cannot keep up, new records are dropped and counted rather than letting
+memory grow or the loop block.
+
+The file is bounded twice: rows older than ``retention_days`` are purged (at start
+and then periodically), and each table keeps at most ``max_rows`` rows (oldest go
+first). Readers (``series``, ``events``, ``summary``) open their own connection and
+are blocking calls: run them in an executor. ``flush()`` first, to read your writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+# Event kinds (also the jupyter_events "action" names, see activity.py).
+EXECUTION_ADMITTED = "execution.admitted"
+EXECUTION_REFUSED = "execution.refused"
+VERDICT = "verdict"
+KERNEL_STARTED = "kernel.started"
+KERNEL_RESTARTED = "kernel.restarted"
+KERNEL_STOPPED = "kernel.stopped"
+LOGIN = "login"
+KINDS = (EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT, KERNEL_STARTED, KERNEL_RESTARTED, KERNEL_STOPPED, LOGIN)
+
+# Charts are drawn from dense buckets; more than this is a mistake, not a chart.
+MAX_BUCKETS = 2000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    user TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    kernel_id TEXT,
+    source TEXT,
+    reason TEXT,
+    details TEXT
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_user_ts ON events(user, ts);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    user TEXT NOT NULL,
+    kernels INTEGER NOT NULL,
+    memory_bytes INTEGER,
+    cpu_percent REAL
+);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
+CREATE INDEX IF NOT EXISTS samples_user_ts ON samples(user, ts);
+"""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One user's usage at one moment, summed over their kernels."""
+
+    user: str
+    kernels: int
+    memory_bytes: int | None
+    cpu_percent: float | None
+    ts: float
+
+
+class _Flush:
+    """Queue marker: set once everything queued before it is committed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class HistoryStore:
+    def __init__(
+        self,
+        path: str,
+        retention_days: float = 30.0,
+        max_rows: int = 1_000_000,
+        max_pending: int = 50_000,
+        batch_delay: float = 0.25,
+        purge_interval: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.retention_days = retention_days
+        self.max_rows = max_rows
+        self.batch_delay = batch_delay
+        self.purge_interval = purge_interval
+        self.clock = clock
+        self.dropped = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # --- life cycle -------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Open (or create) the database and start the writer; raises if it cannot."""
+        self._thread = threading.Thread(target=self._run, name="eda-history-writer", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout)
+        if self._error is not None:
+            raise RuntimeError(f"cannot open history database {self.path}: {self._error}") from self._error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued and stop the writer (blocking)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        self._put(_STOP, block=True, timeout=timeout)
+        self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- writing (any thread, never blocks) ---------------------------------------
+
+    def record_event(
+        self,
+        kind: str,
+        user: str,
+        *,
+        at: float | None = None,
+        kernel_id: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+        details: dict | None = None,
+    ) -> None:
+        row = (
+            at if at is not None else self.clock(),
+            user,
+            kind,
+            kernel_id,
+            source,
+            reason,
+            json.dumps(details, separators=(",", ":")) if details else None,
+        )
+        self._put(("event", row))
+
+    def record_samples(self, samples: Iterable[Sample]) -> None:
+        rows = [(s.ts, s.user, s.kernels, s.memory_bytes, s.cpu_percent) for s in samples]
+        if rows:
+            self._put(("samples", rows))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything recorded so far is committed (call off the event loop)."""
+        if not self.running:
+            return False
+        marker = _Flush()
+        self._put(marker, block=True, timeout=timeout)
+        return marker.done.wait(timeout)
+
+    def _put(self, item, block: bool = False, timeout: float | None = None) -> None:
+        try:
+            self._queue.put(item, block=block, timeout=timeout)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("eda_gateway: history writer is behind; %d records dropped", self.dropped)
+
+    # --- the writer thread ----------------------------------------------------------
+
+    def _connect(self, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        else:
+            conn = sqlite3.connect(self.path, timeout=10)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        # usernames and activity are personal data: owner-only file
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.commit()
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._open()
+            self.purge(conn)
+        except BaseException as e:  # noqa: BLE001 - reported to start()
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        next_purge = time.monotonic() + self.purge_interval
+        try:
+            while True:
+                batch = [self._queue.get()]
+                if batch[0] is not _STOP and not isinstance(batch[0], _Flush):
+                    time.sleep(self.batch_delay)  # let a burst coalesce into one commit
+                while len(batch) < 5000:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = self._write(conn, batch)
+                if stop:
+                    return
+                if time.monotonic() >= next_purge:
+                    self.purge(conn)
+                    next_purge = time.monotonic() + self.purge_interval
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list) -> bool:
+        events, samples, flushes, stop = [], [], [], False
+        for item in batch:
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _Flush):
+                flushes.append(item)
+            elif item[0] == "event":
+                events.append(item[1])
+            else:
+                samples.extend(item[1])
+        try:
+            with conn:
+                if events:
+                    conn.executemany(
+                        "INSERT INTO events (ts, user, kind, kernel_id, source, reason, details) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        events,
+                    )
+                if samples:
+                    conn.executemany(
+                        "INSERT INTO samples (ts, user, kernels, memory_bytes, cpu_percent) VALUES (?, ?, ?, ?, ?)",
+                        samples,
+                    )
+                self._cap_rows(conn)
+        except sqlite3.Error:
+            log.exception("eda_gateway: history write of %d records failed", len(events) + len(samples))
+        for marker in flushes:
+            marker.done.set()
+        return stop
+
+    def _cap_rows(self, conn: sqlite3.Connection) -> None:
+        # rows are only ever deleted oldest-first, so ids are dense: max(id) - cap
+        # finds the cut without counting the table
+        for table in ("events", "samples"):
+            conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?", (self.max_rows,))
+
+    def purge(self, conn: sqlite3.Connection | None = None) -> int:
+        """Delete rows older than the retention period; returns how many went."""
+        own = conn is None
+        conn = conn or self._connect()
+        horizon = self.clock() - self.retention_days * 86400.0
+        try:
+            with conn:
+                removed = conn.execute("DELETE FROM events WHERE ts < ?", (horizon,)).rowcount
+                removed += conn.execute("DELETE FROM samples WHERE ts < ?", (horizon,)).rowcount
+        finally:
+            if own:
+                conn.close()
+        if removed:
+            log.info("eda_gateway: history purged %d rows older than %s days", removed, self.retention_days)
+        return removed
+
+    # --- reading (blocking: call in an executor) -------------------------------------
+
+    def events(
+        self,
+        user: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        kinds: Iterable[str] | None = None,
+        limit: int = 500,
+    ) -> list[dict]:
+        """The newest ``limit`` events in the range, newest first."""
+        where, args = self._where(user, since, until)
+        kinds = list(kinds or ())
+        if kinds:
+            where += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += kinds
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT ts, user, kind, kernel_id, source, reason, details FROM events "
+                f"WHERE {where} ORDER BY ts DESC, id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [
+            {
+                "at": ts,
+                "user": u,
+                "kind": kind,
+                "kernel_id": kid,
+                "source": source,
+                "reason": reason,
+                "details": json.loads(details) if details else {},
+            }
+            for ts, u, kind, kid, source, reason, details in rows
+        ]
+
+    def summary(self, since: float, until: float | None = None) -> dict[str, dict]:
+        """Per user: refusals by reason, verdicts by name, event counts and last activity."""
+        where, args = self._where(None, since, until)
+        out: dict[str, dict] = {}
+        with self._reader() as conn:
+            rows = conn.execute(
+                f"SELECT user, kind, reason, COUNT(*), MAX(ts) FROM events WHERE {where} GROUP BY user, kind, reason",
+                args,
+            ).fetchall()
+        for user, kind, reason, count, last in rows:
+            entry = out.setdefault(
+                user, {"executions": 0, "refusals": {}, "verdicts": {}, "logins": 0, "last_activity": None}
+            )
+            entry["last_activity"] = max(entry["last_activity"] or 0.0, last)
+            if kind == EXECUTION_ADMITTED:
+                entry["executions"] += count
+            elif kind == EXECUTION_REFUSED:
+                entry["refusals"][reason or "unknown"] = count
+            elif kind == VERDICT:
+                entry["verdicts"][reason or "unknown"] = count
+            elif kind == LOGIN:
+                entry["logins"] += count
+        return out
+
+    def series(self, user: str | None, since: float, until: float, bucket: float) -> dict[str, list[dict]]:
+        """Per user, dense buckets over [since, until): executions, refusals, verdicts,
+        peak memory and CPU (mean and peak of the samples in the bucket)."""
+        count = math.ceil((until - since) / bucket)
+        if count > MAX_BUCKETS:
+            raise ValueError(f"{count} buckets of {bucket:g} s; at most {MAX_BUCKETS}: use a larger bucket")
+        where, args = self._where(user, since, until)
+        with self._reader() as conn:
+            event_rows = conn.execute(
+                f"SELECT user, CAST((ts - ?) / ? AS INTEGER) AS b, kind, COUNT(*) FROM events "
+                f"WHERE {where} AND kind IN (?, ?, ?) GROUP BY user, b, kind",
+                (since, bucket, *args, EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT),
+            ).fetchall()
+            sample_rows = conn.execute(
+                f"SELECT user, CAST((ts - ?) / ? AS INTEGER) AS b, MAX(memory_bytes), AVG(cpu_percent), "
+                f"MAX(cpu_percent), MAX(kernels) FROM samples WHERE {where} GROUP BY user, b",
+                (since, bucket, *args),
+            ).fetchall()
+        users = sorted({r[0] for r in event_rows} | {r[0] for r in sample_rows} | ({user} if user else set()))
+        series = {
+            u: [
+                {
+                    "start": since + i * bucket,
+                    "executions": 0,
+                    "refusals": 0,
+                    "verdicts": 0,
+                    "peak_memory_bytes": None,
+                    "cpu_percent": None,
+                    "peak_cpu_percent": None,
+                    "kernels": None,
+                }
+                for i in range(count)
+            ]
+            for u in users
+        }
+        field = {EXECUTION_ADMITTED: "executions", EXECUTION_REFUSED: "refusals", VERDICT: "verdicts"}
+        for u, b, kind, n in event_rows:
+            if 0 <= b < count:
+                series[u][b][field[kind]] = n
+        for u, b, memory, cpu, peak_cpu, kernels in sample_rows:
+            if 0 <= b < count:
+                point = series[u][b]
+                point["peak_memory_bytes"] = memory
+                point["cpu_percent"] = round(cpu, 2) if cpu is not None else None
+                point["peak_cpu_percent"] = peak_cpu
+                point["kernels"] = kernels
+        return series
+
+    def _reader(self):
+        return closing(self._connect(readonly=True))
+
+    @staticmethod
+    def _where(user, since, until) -> tuple[str, list]:
+        clauses, args = ["1 = 1"], []
+        if user is not None:
+            clauses.append("user = ?")
+            args.append(user)
+        if since is not None:
+            clauses.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("ts < ?")
+            args.append(until)
+        return " AND ".join(clauses), args
+

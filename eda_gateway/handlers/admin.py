@@ -31,7 +31,7 @@ DEFAULT_ACTIVITY_RANGE = 86400.0  # admin/users: refusals and verdicts of the la
 MAX_EVENTS = 5000
 MAX_EPOCH = 32503680000.0  # year 3000: anything later is a typo, and would overflow dates
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -58,7 +58,7 @@ def parse_time(value: str, name: str) -> float:
 
 def parse_duration(value: str, name: str) -> float:
     """Seconds, or a number with s/m/h/d: ``300``, ``5m``, ``1h``."""
-    match = _DURATION.fullmatch(value.strip())
+    match = _DURATION.fullmatch(value)
     if not match or float(match.group(1)) <= 0:
         raise web.HTTPError(400, f"{name} must be a positive duration like 60, 30s, 5m, 1h, got {value[:40]!r}")
     return float(match.group(1)) * _UNIT[match.group(2)]
@@ -173,8 +173,10 @@ class AdminHistoryHandler(AdminAPIHandler):
         user = self.readable_user()
         since, until = self.time_range(DEFAULT_HISTORY_RANGE)
         bucket_arg = self.get_argument("bucket", None)
-        if bucket_arg:
+        if bucket_arg is not None:
             bucket = parse_duration(bucket_arg, "bucket")
+            if bucket < 1:
+                raise web.HTTPError(400, "bucket must be at least 1 second")
         else:  # about 240 points whatever the range, in whole minutes
             bucket = max(60.0, math.ceil((until - since) / 240 / 60) * 60)
         # buckets on wall-clock multiples: the same minute is the same bucket in every answer
@@ -215,10 +217,8 @@ class AdminEventsHandler(AdminAPIHandler):
         unknown = [k for k in kinds if k not in KINDS]
         if unknown:
             raise web.HTTPError(400, f"unknown kind {unknown[0][:40]!r}; known: {', '.join(KINDS)}")
-        try:
-            limit = int(self.get_argument("limit", "500"))
-        except ValueError:
-            raise web.HTTPError(400, "limit must be an integer") from None
+        limit_arg = self.get_argument("limit", "500")
+        limit = int(limit_arg) if limit_arg.isdigit() and limit_arg.isascii() else 0
         if not 1 <= limit <= MAX_EVENTS:
             raise web.HTTPError(400, f"limit must be between 1 and {MAX_EVENTS}")
         events = await self.read(self.history.events, user, since, until, kinds, limit)

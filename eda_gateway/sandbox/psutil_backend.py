@@ -210,21 +210,29 @@ class PsutilBackend(Backend):
             tree.cpu_last = {pid: tree.cpu_last[pid] for pid in alive}
             tree.cpu_seconds += used_cpu
             tree.memory = memory
-            tree.peak = max(tree.peak, memory)
+            if len(alive) == 1:
+                tree.peak = max(tree.peak, memory)
+        if len(alive) > limits.max_processes:
+            newest = sorted((p for p in alive.values() if p.pid != tree.pid), key=_created, reverse=True)
+            excess = newest[: len(alive) - limits.max_processes]
+            kill_pids([p.pid for p in excess])
+            for p in excess:
+                alive.pop(p.pid, None)
+        if memory > limits.memory_bytes and len(alive) > 1:
+            # pages shared after fork() count once per process in RSS: confirm with PSS
+            memory = _proportional(alive)
         if memory > limits.memory_bytes:
             kill_pids(list(alive))
+            with self._lock:
+                tree.peak = max(tree.peak, memory)
+                self._kills.append(MemoryKill(tree.kernel_id, limits.memory_bytes, tree.peak))
+                tree.pid = None  # the sandbox restarts it; attached() tracks the new one
+                tree.procs = {}
             self.log.warning(
                 "eda_gateway sandbox: kernel %s used %d MiB > %d MiB: killed",
                 tree.kernel_id, memory >> 20, limits.max_memory_mb,
             )
-            with self._lock:
-                self._kills.append(MemoryKill(tree.kernel_id, limits.memory_bytes, tree.peak))
-                tree.pid = None  # the sandbox restarts it; attached() tracks the new one
-                tree.procs = {}
             return
-        if len(alive) > limits.max_processes:
-            newest = sorted((p for p in alive.values() if p.pid != tree.pid), key=_created, reverse=True)
-            kill_pids([p.pid for p in newest[: len(alive) - limits.max_processes]])
         self._throttle(tree, alive, used_cpu, now)
 
     def _throttle(self, tree: _Tree, alive: dict, used_cpu: float, now: float) -> None:
@@ -246,6 +254,17 @@ class PsutilBackend(Backend):
             tree.stopped_until = now + (-tree.budget) / share
             tree.budget = 0.0
             _signal_all(alive, signal.SIGSTOP)
+
+
+def _proportional(procs: dict) -> int:
+    """The tree's proportional set size (smaps_rollup): shared pages split between sharers."""
+    total = 0
+    for proc in procs.values():
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total
 
 
 def _created(proc: psutil.Process) -> float:

@@ -1,0 +1,257 @@
+"""Real hostile code in real kernels, under cgroup v1 (this host) and again under psutil.
+
+Limits are small to keep the suite fast: 128 MiB, 3 s per execution with a 2 s
+interrupt grace, 40% of one core, 64 processes (carol: 30 s, 256 MiB).
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+import requests
+
+from sandbox_helpers import (
+    BACKENDS,
+    kernel_pid,
+    kernel_processes,
+    run_until_answer,
+    server_cgroups,
+    start_confined,
+    wait_for,
+)
+
+pytestmark = pytest.mark.sandbox
+
+MEMORY_BOMB = """
+import time
+chunks = []
+for i in range(64):                 # at most 1 GiB, 16 MiB at a time
+    chunks.append(b"x" * (16 << 20))
+    time.sleep(0.02)
+print("survived", len(chunks))
+"""
+
+FORK_BOMB = """
+import os, time
+children, refused = [], 0
+for i in range(150):
+    try:
+        pid = os.fork()
+    except OSError:
+        refused += 1
+        continue
+    if pid == 0:
+        time.sleep(4)
+        os._exit(0)
+    children.append(pid)
+time.sleep(1.5)
+alive = 0
+for pid in children:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    alive += done == 0
+print(len(children), refused, alive)
+for pid in children:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+"""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def confined(request, tmp_path_factory):
+    srv = start_confined(tmp_path_factory.mktemp(f"sandbox-{request.param}"), request.param)
+    yield srv
+    srv.stop()
+
+
+def stats(srv, user="alice"):
+    r = srv.get("/advanced-eda/api/system-stats", user)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_enforcement_is_detected_and_reported(confined):
+    expected = {"cgroup": ("cgroup-v1", "cgroup-v2"), "psutil": ("psutil",)}
+    forced = "psutil" if "'psutil'" in confined.config_path.read_text() else "cgroup"
+    assert stats(confined)["enforcement"] in expected[forced]
+    assert "eda_gateway sandbox: enforcement " + stats(confined)["enforcement"] in confined.log()
+
+
+def test_memory_bomb_gets_named_verdict_and_kernel_comes_back(confined):
+    bomber = confined.start_kernel("alice")
+    bystander = confined.start_kernel("bob")
+    kb = confined.kernel_ws(bystander, "bob")
+    assert kb.run("x = 41").reply["status"] == "ok"
+    old_pid = kernel_pid(confined, bomber)
+
+    ka = confined.kernel_ws(bomber, "alice")
+    ex = ka.run(MEMORY_BOMB, timeout=90)
+    ka.close()
+    assert "survived" not in ex.stdout
+    assert ex.reply["status"] == "error"
+    assert ex.error["ename"] == "MemoryLimitExceeded", ex.error
+    assert "128 MiB" in ex.error["evalue"] and "peak" in ex.error["evalue"]
+
+    # the kernel is restarted (new process) and answers again
+    again = run_until_answer(confined, bomber, "alice", "1 + 1")
+    assert again.result == "2"
+    assert kernel_pid(confined, bomber) != old_pid
+    # another user's kernel and the server were not touched
+    assert kb.run("x + 1").result == "42"
+    kb.close()
+    assert confined.get("/api/status", "alice").status_code == 200
+    metrics = confined.get("/metrics", "admin").text
+    assert 'eda_gateway_verdicts_total{kind="MemoryLimitExceeded"}' in metrics
+    for kid, user in ((bomber, "alice"), (bystander, "bob")):
+        assert confined.delete(f"/api/kernels/{kid}", user).status_code == 204
+
+
+def test_busy_loop_is_held_at_the_cpu_limit(confined):
+    kid = confined.start_kernel("carol")  # carol: 30 s per execution
+    kc = confined.kernel_ws(kid, "carol")
+    assert kc.run("1").reply["status"] == "ok"
+    pid = kernel_pid(confined, kid)
+    msg_id = kc.execute("import time\nt = time.time()\nwhile time.time() - t < 8: pass")
+    time.sleep(1.5)  # let the loop (and the throttling) settle
+    proc = psutil.Process(pid)
+    before, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+    time.sleep(5)
+    share = 100 * (sum(proc.cpu_times()[:2]) - before) / (time.monotonic() - t0)
+    kc.collect(msg_id, timeout=60)
+    kc.close()
+    assert share <= 40 + 10, f"busy loop used {share:.0f}% of a core, limit 40%"
+    assert share > 5, f"busy loop barely ran ({share:.0f}%): the measurement is broken"
+    assert confined.delete(f"/api/kernels/{kid}", "carol").status_code == 204
+
+
+def test_endless_loop_gets_execution_timeout_and_keeps_its_kernel(confined):
+    kid = confined.start_kernel("alice")
+    kc = confined.kernel_ws(kid, "alice")
+    assert kc.run("marker = 7").reply["status"] == "ok"
+    pid = kernel_pid(confined, kid)
+    started = time.monotonic()
+    ex = kc.run("while True: pass", timeout=60)
+    took = time.monotonic() - started
+    assert ex.reply["status"] == "error"
+    assert ex.error["ename"] == "ExecutionTimeout", ex.error
+    assert "3 s" in ex.error["evalue"]
+    assert took >= 3, f"stopped after {took:.1f}s, before the 3 s limit"
+    assert took < 3 + 2 + 15, f"took {took:.1f}s to stop"
+    # interrupted, not killed: same process, variables kept
+    assert kc.run("marker").result == "7"
+    assert kernel_pid(confined, kid) == pid
+    kc.close()
+    assert confined.delete(f"/api/kernels/{kid}", "alice").status_code == 204
+
+
+def test_loop_ignoring_sigint_is_killed_and_restarted_after_the_grace(confined):
+    kid = confined.start_kernel("alice")
+    kc = confined.kernel_ws(kid, "alice")
+    assert kc.run("marker = 7").reply["status"] == "ok"
+    pid = kernel_pid(confined, kid)
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
+    started = time.monotonic()
+    ex = kc.run(code, timeout=60)
+    took = time.monotonic() - started
+    kc.close()
+    assert ex.error["ename"] == "ExecutionTimeout", ex.error
+    assert "killed" in ex.error["evalue"]
+    assert took >= 3 + 2, f"killed after {took:.1f}s, before limit + grace"
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             what="old kernel process gone")
+    again = run_until_answer(confined, kid, "alice", "'marker' in dir()")
+    assert again.result == "False"  # a fresh kernel
+    assert kernel_pid(confined, kid) != pid
+    metrics = confined.get("/metrics", "admin").text
+    assert 'eda_gateway_verdicts_total{kind="ExecutionTimeout"}' in metrics
+    assert confined.delete(f"/api/kernels/{kid}", "alice").status_code == 204
+
+
+def test_fork_bomb_is_contained_and_server_stays_responsive(confined):
+    kid = confined.start_kernel("carol")
+    kc = confined.kernel_ws(kid, "carol")
+    assert kc.run("1").reply["status"] == "ok"
+    msg_id = kc.execute(FORK_BOMB)
+    # the server answers while the bomb goes off
+    for _ in range(10):
+        r = requests.get(confined.base_url + "/api/status", headers=confined.headers("alice"), timeout=5)
+        assert r.status_code == 200
+        time.sleep(0.2)
+    ex_msgs = kc.collect(msg_id, timeout=60)
+    out = "".join(m["content"].get("text", "") for m in ex_msgs if m.get("msg_type") == "stream")
+    forked, refused, alive = (int(x) for x in out.split())
+    forced_psutil = "'psutil'" in confined.config_path.read_text()
+    if forced_psutil:
+        # forks succeed, the watchdog kills the newest beyond the limit
+        assert alive <= 64, (forked, refused, alive)
+    else:
+        # pids.max refuses forks beyond the limit (threads count too)
+        assert refused > 0 and forked < 64, (forked, refused, alive)
+    assert kc.run("2 + 2").result == "4"  # the kernel itself survives
+    kc.close()
+    assert confined.delete(f"/api/kernels/{kid}", "carol").status_code == 204
+
+
+def test_restart_keeps_the_owners_limits(confined):
+    kid = confined.start_kernel("carol")
+    first = kernel_pid(confined, kid)
+    assert confined.post(f"/api/kernels/{kid}/restart", "carol").status_code == 200
+    second = wait_for(lambda: (p := kernel_pid(confined, kid)) != first and p, what="restarted kernel")
+    forced_psutil = "'psutil'" in confined.config_path.read_text()
+    if forced_psutil:
+        soft, _ = psutil.Process(second).rlimit(psutil.RLIMIT_AS)
+        assert soft >= 256 << 20 and soft != psutil.RLIM_INFINITY
+    else:
+        cgroups = open(f"/proc/{second}/cgroup").read()
+        memory_path = next(line.split(":", 2)[2] for line in cgroups.splitlines() if ":memory:" in line)
+        assert memory_path.endswith(f"/k-{kid}")
+        limit = int(open(f"/sys/fs/cgroup/memory{memory_path}/memory.limit_in_bytes").read())
+        assert limit == 256 << 20  # carol's override, not the 128 MiB default
+    kernel = wait_for(lambda: [k for k in stats(confined, "carol")["kernels"] if k["kernel_id"] == kid
+                               and k["pid"] == second], what="restarted kernel in system-stats")[0]
+    assert kernel["limits"] == {"memory_bytes": 256 << 20, "cpu_percent": 40.0, "execution_seconds": 30.0}
+    assert confined.delete(f"/api/kernels/{kid}", "carol").status_code == 204
+    assert not kernel_processes(kid)
+
+
+def test_nothing_is_left_after_the_server_stops(tmp_path, request):
+    for enforcement in ("cgroup", "psutil"):
+        srv = start_confined(tmp_path / enforcement, enforcement)
+        try:
+            kid = srv.start_kernel("alice")
+            kc = srv.kernel_ws(kid, "alice")
+            # a child that leaves the kernel's session and process group
+            ex = kc.run("import subprocess\np = subprocess.Popen(['sleep', '300'], start_new_session=True)\np.pid")
+            sleeper = int(ex.result)
+            kc.close()
+            assert psutil.pid_exists(sleeper)
+            assert server_cgroups(srv.proc.pid) or enforcement == "psutil"
+        finally:
+            assert srv.stop() is not None
+        assert not kernel_processes(kid), f"{enforcement}: kernel processes left after the server stopped"
+        assert not server_cgroups(srv.proc.pid), f"{enforcement}: cgroups left"
+
+
+def test_a_crashed_servers_leftovers_are_cleaned_at_the_next_start(tmp_path):
+    for enforcement in ("cgroup", "psutil"):
+        crashed = start_confined(tmp_path / f"crash-{enforcement}", enforcement)
+        kid = crashed.start_kernel("alice")
+        kc = crashed.kernel_ws(kid, "alice")
+        ex = kc.run("import subprocess\np = subprocess.Popen(['sleep', '300'], start_new_session=True)\np.pid")
+        sleeper = int(ex.result)
+        kc.close()
+        crashed.proc.kill()  # SIGKILL the server only: no clean-up runs
+        crashed.proc.wait()
+        crashed._log.close()
+        assert psutil.pid_exists(sleeper)
+        nxt = start_confined(tmp_path / f"next-{enforcement}", enforcement)
+        try:
+            wait_for(lambda: not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE,
+                     timeout=10, what="stale sleeper killed")
+            assert not server_cgroups(crashed.proc.pid)
+            assert "stale" in nxt.log()
+        finally:
+            nxt.stop()

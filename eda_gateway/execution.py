@@ -25,6 +25,8 @@ import uuid
 from dataclasses import dataclass, field
 from queue import Empty
 
+from tornado.web import HTTPError
+
 from .datasets import Dataset, DatasetCatalogue
 from .outputs import OUTPUT_MSG_TYPES, OutputCollector
 from .verdicts import EXECUTION_TIMEOUT, Verdict
@@ -59,6 +61,10 @@ class KernelGone(Exception):
     """The dataset kernel was shut down while a request waited for it."""
 
 
+class KernelUnavailable(Exception):
+    """The dataset kernel could not be (re)started."""
+
+
 class RunRefused(Exception):
     """Admission said no: carries the Decision for the 429 answer."""
 
@@ -76,6 +82,7 @@ class RunResult:
     duration_seconds: float
     kernel_id: str
     truncated: bool = False
+    ended: str | None = None  # "killed" | "died" | "restarted" | "deadline": no reply came
 
     def to_json(self) -> dict:
         return {
@@ -101,6 +108,8 @@ class KernelRunner:
     poll_seconds = 0.5
     # After the execute_reply, how long to wait for the idle status (and trailing output).
     idle_grace_seconds = 10.0
+    # After seeing the kernel die, how long to wait for the sandbox's verdict naming why.
+    verdict_grace_seconds = 3.0
 
     def __init__(self, kernel_manager, verdicts, max_output_bytes: int, log):
         self.kernel_manager = kernel_manager
@@ -164,6 +173,9 @@ class KernelRunner:
                     continue
                 ended = await self._check_kernel(kernel_id, pid)
                 if ended:
+                    # The sandbox names a kill a moment after the process is gone.
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(killed_task), self.verdict_grace_seconds)
                     break
                 if time.monotonic() - started > deadline_seconds:
                     ended = "deadline"
@@ -254,6 +266,7 @@ class KernelRunner:
             duration_seconds=duration,
             kernel_id=kernel_id,
             truncated=collector.truncated,
+            ended=ended,
         )
 
 
@@ -267,6 +280,7 @@ class ManagedKernel:
     client: object = None
     pid: int | None = None
     notice: str = ""  # told once, with the next result (e.g. df could not be loaded)
+    expect_restart: bool = False  # the last run saw the process killed: wait for its successor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -274,6 +288,8 @@ class DatasetKernels:
     """Starts, revives and preloads the managed kernel of each (user, dataset)."""
 
     ready_timeout = 60.0
+    # How long a dead kernel is left to the sandbox / auto-restarter before we restart it.
+    revive_seconds = 8.0
 
     def __init__(self, kernel_manager, runner: KernelRunner, limits_for, log):
         self.kernel_manager = kernel_manager
@@ -294,10 +310,15 @@ class DatasetKernels:
             managed = self._kernels.get(key)
             if managed is not None and managed.kernel_id in self.kernel_manager:
                 return managed
-            kernel_id = await self.kernel_manager.start_kernel(
-                eda_owner=username,
-                env={"EDA_SOURCE_PATH": dataset.path, "EDA_SOURCE_ID": dataset.id},
-            )
+            try:
+                kernel_id = await self.kernel_manager.start_kernel(
+                    eda_owner=username,
+                    env={"EDA_SOURCE_PATH": dataset.path, "EDA_SOURCE_ID": dataset.id},
+                )
+            except HTTPError:
+                raise  # e.g. 403 at max_kernels_per_user
+            except Exception as e:
+                raise KernelUnavailable(f"the dataset kernel could not be started: {e}") from e
             managed = ManagedKernel(username, dataset, kernel_id)
             self._kernels[key] = managed
             self.log.info("eda_gateway: started kernel %s for %s on dataset %s", kernel_id, username, dataset.id)
@@ -307,13 +328,7 @@ class DatasetKernels:
         """Make the kernel live and preloaded; call with ``managed.lock`` held."""
         if self._kernels.get((managed.username, managed.dataset.id)) is not managed:
             raise KernelGone(managed.kernel_id)
-        try:
-            kernel = self.kernel_manager.get_kernel(managed.kernel_id)
-        except KeyError:
-            raise KernelGone(managed.kernel_id) from None
-        if not await kernel.is_alive():
-            self.log.info("eda_gateway: dataset kernel %s died; restarting it", managed.kernel_id)
-            await self.kernel_manager.restart_kernel(managed.kernel_id, now=True)
+        kernel = await self._live_kernel(managed)
         pid = _kernel_pid(kernel)
         if managed.client is not None and pid == managed.pid:
             return
@@ -322,9 +337,46 @@ class DatasetKernels:
         client = kernel.client()
         client.start_channels()
         managed.client = client
-        await client.wait_for_ready(timeout=self.ready_timeout)
+        try:
+            await client.wait_for_ready(timeout=self.ready_timeout)
+        except RuntimeError as e:  # died or silent while starting
+            managed.expect_restart = True
+            raise KernelUnavailable(f"the dataset kernel did not start: {e}") from e
         managed.pid = pid
         await self._preload(managed)
+
+    async def _live_kernel(self, managed: ManagedKernel):
+        """The kernel, once it runs a process we may use.
+
+        A kernel that died is normally revived by someone else: the sandbox
+        (after a kill verdict) or jupyter_server's auto-restarter. Restarting it
+        at the same time breaks both restarts, so wait for them first, and
+        restart it ourselves only if nobody did within ``revive_seconds``.
+        """
+        deadline = time.monotonic() + self.revive_seconds
+        restarted = False
+        while True:
+            try:
+                kernel = self.kernel_manager.get_kernel(managed.kernel_id)
+            except KeyError:
+                raise KernelGone(managed.kernel_id) from None
+            pid = _kernel_pid(kernel)
+            replaced = not managed.expect_restart or (pid is not None and pid != managed.pid)
+            if replaced and not kernel.shutting_down and await kernel.is_alive():
+                managed.expect_restart = False
+                return kernel
+            if time.monotonic() > deadline and not restarted and not kernel.shutting_down:
+                self.log.info("eda_gateway: dataset kernel %s is down; restarting it", managed.kernel_id)
+                restarted = True
+                managed.expect_restart = False
+                try:
+                    await self.kernel_manager.restart_kernel(managed.kernel_id, now=True)
+                except Exception as e:
+                    raise KernelUnavailable(f"the dataset kernel could not be restarted: {e}") from e
+                continue
+            if time.monotonic() > deadline + self.ready_timeout:
+                raise KernelUnavailable("the dataset kernel did not come back")
+            await asyncio.sleep(0.1)
 
     async def _preload(self, managed: ManagedKernel) -> None:
         code = PRELOAD_CODE.format(reader=managed.dataset.dataframe_reader or "")
@@ -369,8 +421,19 @@ class ExecutionService:
         self.kernels = DatasetKernels(gateway.kernel_manager, self.runner, gateway.limits_for, gateway.log)
 
     async def execute(self, username: str, source_id: str, code: str) -> RunResult:
-        """Raises DatasetError (4xx), RunRefused (429), KernelGone, or HTTPError from the kernel manager."""
+        """Raises DatasetError (4xx), RunRefused (429), KernelGone, KernelUnavailable,
+        or the kernel manager's HTTPError (e.g. 403 at max_kernels_per_user)."""
         dataset = self.catalogue.resolve(source_id, username)
+        for attempt in (1, 2):
+            try:
+                return await self._execute_once(username, dataset, code)
+            except KernelGone:
+                # shut down while this request waited: once more, on a new kernel
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _execute_once(self, username: str, dataset: Dataset, code: str) -> RunResult:
         managed = await self.kernels.acquire(username, dataset)
         kernel_id = managed.kernel_id
         # The id exists before admission, so that the lease names this execution.
@@ -387,6 +450,8 @@ class ExecutionService:
                 # A backstop only: the sandbox ends long runs with a verdict well before.
                 deadline = limits.max_execution_time + self.gateway.sandbox_config.interrupt_grace + 30
                 result = await self.runner.run(kernel_id, managed.client, request, deadline)
+                if result.ended in ("killed", "died"):
+                    managed.expect_restart = True
                 if managed.notice:
                     result.outputs.insert(0, {"output_type": "stream", "name": "stderr", "text": managed.notice + "\n"})
                     managed.notice = ""

@@ -380,3 +380,91 @@ def test_a_client_that_goes_away_does_not_leak_its_lease(tight):
     assert status["concurrent_executions"] == 1  # still running, still counted
     status = wait_for_idle_budget(tight, "carol")
     assert status["concurrent_executions"] == 0 and status["active_executions"] == []
+
+
+# --- sandbox verdicts over REST ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def confined(tmp_path_factory):
+    """Small limits: 3 s per execution, 128 MB per kernel (enforcement as detected)."""
+    tmp = tmp_path_factory.mktemp("confined")
+    config = datasets_config(tmp / "data") + """
+c.EDASandbox.max_execution_time = 3
+c.EDASandbox.interrupt_grace = 2
+c.EDASandbox.max_memory_mb = 128
+c.EDARateLimiter.max_executions_per_minute = 100
+"""
+    srv = GatewayServer(tmp, extra_config=config).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.sandbox
+def test_busy_loop_ends_as_execution_timeout(confined):
+    ok(run(confined, "sales", "warm = 1"))
+    r = run(confined, "sales", "while True: pass")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "error"
+    assert body["error"]["ename"] == "ExecutionTimeout", body
+    assert 3 <= body["duration_seconds"] < 3 + 2 + 10
+    assert body["outputs"][-1]["output_type"] == "error" and body["outputs"][-1]["ename"] == "ExecutionTimeout"
+    # interrupted, not killed: the kernel and its state live on
+    assert stdout(ok(run(confined, "sales", "print(warm, int(df['amount'].sum()))"))).strip() == "1 60"
+
+
+@pytest.mark.sandbox
+def test_loop_ignoring_sigint_is_killed_and_the_kernel_comes_back_with_the_dataset(confined):
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
+    body = run(confined, "events", code).json()
+    assert body["status"] == "error" and body["error"]["ename"] == "ExecutionTimeout", body
+    after = ok(run(confined, "events", "print(int(df['n'].sum()))"))
+    assert stdout(after).strip() == "5"
+    assert after["kernel_id"] == body["kernel_id"]
+
+
+@pytest.mark.sandbox
+def test_memory_bomb_ends_as_memory_limit_exceeded(confined):
+    code = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))"
+    r = run(confined, "sales", code, user="bob")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "error"
+    assert body["error"]["ename"] == "MemoryLimitExceeded", body
+    assert "128" in body["error"]["evalue"]
+    # restarted, with the dataset loaded again
+    again = ok(run(confined, "sales", "print(int(df['amount'].sum()))", user="bob"))
+    assert stdout(again).strip() == "60"
+    status = confined.get(f"{API}/rate-limit-status", "bob").json()
+    assert status["concurrent_executions"] == 0
+
+
+# --- the example agent loop -------------------------------------------------------------
+
+
+def test_example_agent_loop_runs_and_honours_retry_after(tmp_path, make_server):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "llm_agent_loop", Path(__file__).parent.parent / "examples" / "llm_agent_loop.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    srv = make_server(
+        datasets_config(tmp_path / "data")
+        + "c.EDARateLimiter.max_executions_per_minute = 1\nc.EDARateLimiter.window_seconds = 2\n"
+    )
+    token = srv.tokens["alice"]
+    first = example.execute(srv.base_url, token, "sales", "df.shape")
+    assert example.render(first) == "(3, 2)\n"
+    started = time.monotonic()
+    second = example.execute(srv.base_url, token, "sales", "print(source_path.endswith('sales.csv'))")
+    assert time.monotonic() - started >= 1  # it waited out the 429's Retry-After
+    assert example.render(second) == "True\n"
+    failed = example.execute(srv.base_url, token, "sales", "1/0")
+    assert example.render(failed) == "ZeroDivisionError: division by zero\n"
+    with pytest.raises(RuntimeError, match="403 forbidden_source"):
+        example.execute(srv.base_url, token, "secret", "1")

@@ -8,7 +8,7 @@ from importlib import resources
 from tornado import web
 
 from ..datasets import DatasetError
-from ..execution import KernelGone, RunRefused
+from ..execution import KernelGone, KernelUnavailable, RunRefused
 from .base import API_PREFIX, EDAAPIHandler
 from .ratelimit import set_rate_limit_headers_for, write_rate_limited
 
@@ -64,6 +64,9 @@ class ExecuteCodeHandler(EDAAPIHandler):
             return self.json_error(
                 409, "kernel_gone", "the dataset kernel was shut down while this request waited; send it again"
             )
+        except KernelUnavailable as e:
+            self.set_header("Retry-After", "5")
+            return self.json_error(503, "kernel_unavailable", str(e))
         self.add_rate_limit_headers()
         self.finish(json.dumps(result.to_json()))
 

@@ -16,6 +16,7 @@ from .datasets import DatasetCatalogue, validate_datasets
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
+from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
 from .lease_keeper import LeaseKeeper
@@ -173,6 +174,7 @@ class EDAGateway(ExtensionApp):
         self._start_sandbox()
         self._tasks: list[asyncio.Task] = []
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
+        self.isolation = start_isolation(self)  # kernels must not reach each other (docs/isolation.md)
         self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
         self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
@@ -237,6 +239,7 @@ class EDAGateway(ExtensionApp):
             task.cancel()
         # kernels first, then every cgroup/process this server's sandbox created
         await self.sandbox.stop(self.kernel_manager)
+        self.isolation.stop()
         # last: kernel stops above are history too
         self.usage_recorder.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.history.stop)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from traitlets import Enum, Float, Int, TraitError, validate
+from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Tuple, Unicode, Union, validate
 from traitlets.config import Configurable
 
 
@@ -49,6 +49,40 @@ class EDASandbox(Configurable):
         config=True,
         help="How limits are enforced: auto (best available), cgroup (v2 or v1), or psutil.",
     )
+    # --- isolation between kernels (eda_gateway/isolation, docs/isolation.md) ---
+    isolation = Union(
+        [Unicode(), List(Unicode())],
+        default_value="auto",
+        config=True,
+        help="Confinement layers around each kernel: 'auto' (all this host offers), 'none', "
+        "or some of 'landlock', 'bwrap', 'uid' ('landlock,uid' or a list). An explicit choice "
+        "this host cannot honour stops start-up.",
+    )
+    allow_network = Bool(
+        False, config=True, help="Let kernels open network connections (never to other kernels' ports)."
+    )
+    user_uids = Dict(
+        key_trait=Unicode(), value_trait=Int(), config=True,
+        help="uid layer: fixed OS uids per user, e.g. {'alice': 1001}; others get one from uid_range.",
+    )
+    uid_range = Tuple(
+        Int(), Int(), default_value=(300000, 399999), config=True,
+        help="uid layer: (first, last) uid handed to users not listed in user_uids.",
+    )
+
+    @validate("isolation")
+    def _known_layers(self, proposal):
+        from .isolation.layers import parse_choice  # raises TraitError naming the setting
+
+        parse_choice(proposal["value"])
+        return proposal["value"]
+
+    @validate("uid_range")
+    def _sane_uid_range(self, proposal):
+        low, high = proposal["value"]
+        if not 1000 <= low <= high < 2**31 - 1:
+            raise TraitError(f"EDASandbox.uid_range must be (first, last) with 1000 <= first <= last, got {proposal['value']!r}")
+        return proposal["value"]
 
     @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes")
     def _positive(self, proposal):

@@ -17,6 +17,8 @@ from typing import Any
 
 from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
 
+from ..isolation import wrap_launch
+
 PROVISIONER_NAME = "eda-sandbox-provisioner"
 ENTRY_POINT = EntryPoint(
     name=PROVISIONER_NAME,
@@ -45,7 +47,9 @@ class EDAProvisioner(LocalProvisioner):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         sandbox, owner = self._sandbox_and_owner()
         kwargs = await super().pre_launch(**kwargs)
-        return sandbox.prepare_launch(self.kernel_id, owner, kwargs)
+        kwargs = sandbox.prepare_launch(self.kernel_id, owner, kwargs)
+        # isolation (eda_gateway/isolation): private connection file, landlock/bwrap/uid wrapper
+        return wrap_launch(self, kwargs)
 
     async def post_launch(self, **kwargs: Any) -> None:
         await super().post_launch(**kwargs)

@@ -234,3 +234,67 @@ def test_attacks_from_alices_kernel(scenario):
     assert set(results) == set(ATTACKS)
     succeeded = {name for name, r in results.items() if r.startswith("succeeded")}
     assert succeeded == set(ATTACKS) - STOPS[choice], results
+
+
+def test_kernels_keep_working_inside(scenario):
+    """Under the default (auto): interrupt, restart, matplotlib/pandas, the dataset's df."""
+    choice, sc = scenario
+    if choice != "auto":
+        pytest.skip("checked once, under the default")
+    srv, alice = sc.srv, sc.alice
+    plot = alice.run("import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt, pandas as pd\n"
+                     "plt.plot(pd.Series([1, 2, 3]))\nplt.savefig('plot.png')\nimport os\nprint(os.path.getsize('plot.png') > 0)",
+                     timeout=120)
+    assert plot.error is None and plot.stdout.strip() == "True", (plot.error, plot.stdout)
+
+    msg_id = alice.execute("import time\ntime.sleep(30)")
+    time.sleep(1.5)
+    assert srv.post(f"/api/kernels/{sc.alice_kid}/interrupt", "alice").status_code == 204
+    msgs = alice.collect(msg_id, timeout=20)
+    assert [m["content"]["ename"] for m in msgs if m["msg_type"] == "error"] == ["KeyboardInterrupt"]
+
+    assert srv.post(f"/api/kernels/{sc.alice_kid}/restart", "alice").status_code == 200
+    again = srv.kernel_ws(sc.alice_kid, "alice")
+    try:
+        assert again.run("print(6 * 7)", timeout=60).stdout.strip() == "42"
+    finally:
+        again.close()
+
+    answer = srv.post("/advanced-eda/api/execute-custom-code/alice_data", "alice", json={"code": "print(df.shape)"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "ok" and "(2, 2)" in json.dumps(answer.json()["outputs"])
+
+    stats = srv.get("/advanced-eda/api/system-stats", "alice").json()
+    from eda_gateway.isolation.layers import HostLayers
+
+    assert stats["isolation"] == HostLayers.detect().available  # auto: every layer this host offers
+    assert "kernel isolation: " in srv.log() and "landlock" in srv.log()
+
+
+def test_connection_files_private(scenario):
+    """0600, in a folder of their own, never in the server's runtime dir."""
+    choice, sc = scenario
+    if choice == "none":
+        pytest.skip("baseline")
+    path = sc.bob_connection_file
+    assert not path.startswith(str(sc.srv.runtime_dir))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.dirname(os.path.dirname(path))).st_mode & 0o777 == 0o711  # no listing
+
+
+@pytest.mark.parametrize("choice", ["uid", "bogus"])
+def test_impossible_choice_stops_startup(tmp_path, choice):
+    from eda_gateway.isolation.layers import HostLayers
+
+    if choice == "uid":
+        _require(os.geteuid() == 0, "the uid layer needs a root server")
+        # Here the kernel's interpreter lives under /root (0700): other uids cannot run it
+        # without bwrap's fresh tree, so the uid layer alone must be refused, not half-applied.
+        from eda_gateway.isolation.uids import reachable_by
+
+        if reachable_by(300000, [str(tmp_path)], sys.executable) is None:
+            pytest.skip("the uid layer works alone on this host; nothing to refuse")
+    code, log = start_failure(tmp_path, f"c.EDASandbox.isolation = {choice!r}\n")
+    assert code != 0
+    assert "EDASandbox.isolation" in log

@@ -20,6 +20,7 @@ so that a shared store (several servers) can replace ``MemoryStore``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -37,6 +38,9 @@ CONCURRENT = "concurrent"
 # Extra seconds, beyond the sandbox's own time limit and kill grace, before a lease
 # nobody ended is considered leaked and dropped.
 SAFETY_MARGIN_SECONDS = 10.0
+
+# Users whose resolved limits are remembered.
+LIMITS_CACHE_SIZE = 65536
 
 # Idle users dropped per admission (amortised clean-up, never a sweep of all users).
 _DROP_PER_CALL = 4
@@ -202,15 +206,25 @@ class AdmissionService:
     def __init__(
         self,
         limits_for: Callable[[str], Limits],
-        execution_budget: Callable[[str], float],
+        expiry_extra_seconds: float = SAFETY_MARGIN_SECONDS,
         store: AdmissionStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """``execution_budget(user)``: seconds after which an unfinished execution's
-        lease is dropped (sandbox time limit + kill grace + margin)."""
-        self._limits_for = limits_for
-        self._budget = execution_budget
+        """An unfinished execution's lease is dropped ``max_execution_time +
+        expiry_extra_seconds`` after it could start (the sandbox has stopped it by then:
+        pass its kill grace plus a margin)."""
+        # Limits are static config, but resolving overrides costs ~5 µs: remember them
+        # (bounded), sharing one object among users with the same limits.
+        interned: dict[Limits, Limits] = {}
+
+        @functools.lru_cache(maxsize=LIMITS_CACHE_SIZE)
+        def cached_limits(username: str) -> Limits:
+            limits = limits_for(username)
+            return interned.setdefault(limits, limits)
+
+        self._limits_for = cached_limits
+        self._expiry_extra = expiry_extra_seconds
         self.store: AdmissionStore = store if store is not None else MemoryStore()
         self._clock = clock
         self._wall = wall_clock
@@ -392,7 +406,7 @@ class AdmissionService:
         kernel_ids = self._user_kernels.get(username)
         if not kernel_ids:
             return
-        budget = self._budget(username)
+        budget = self._limits_for(username).max_execution_time + self._expiry_extra
         for kid in list(kernel_ids):
             leases = self._kernels.get(kid)
             if leases is None:

@@ -27,7 +27,8 @@ def service(limit=10, window=60.0, concurrent=2, user_limits=None, groups=None, 
         clock.now += seconds
         wall.now += seconds
 
-    svc = AdmissionService(policy.for_user, lambda user: budget, store=store, clock=clock, wall_clock=wall)
+    # Limits' default max_execution_time is 30 s
+    svc = AdmissionService(policy.for_user, budget - 30.0, store=store, clock=clock, wall_clock=wall)
     return svc, tick
 
 

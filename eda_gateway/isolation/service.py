@@ -12,6 +12,7 @@ command so the kernel starts inside the chosen layers:
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -32,6 +33,23 @@ READ_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt
               "/run/systemd/resolve")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # eda_gateway/, for the launcher
+
+
+RUNTIME_PREFIX = "eda-kernels-"
+
+
+def remove_dead_runtime_roots() -> None:
+    """Kernel folders of servers that died without cleaning up (``eda-kernels-srv-<pid>-<start>-XXXX``)."""
+    from ..sandbox.base import instance_alive  # here: the sandbox package imports us
+
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), RUNTIME_PREFIX + "srv-*")):
+        instance = os.path.basename(path)[len(RUNTIME_PREFIX):].rsplit("-", 1)[0]
+        try:
+            ours = os.lstat(path).st_uid == os.geteuid() and os.path.isdir(path) and not os.path.islink(path)
+        except OSError:
+            continue
+        if ours and not instance_alive(instance):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -72,7 +90,10 @@ class Isolation:
         for name, why in missing.items():
             self.log.warning("eda_gateway: isolation layer %s not used: %s", name, why)
         if self.active:
-            self.runtime_root = tempfile.mkdtemp(prefix="eda-kernels-")
+            from ..sandbox.base import instance_name
+
+            remove_dead_runtime_roots()
+            self.runtime_root = tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{instance_name()}-")
             os.chmod(self.runtime_root, 0o711)  # kernels (other uids) may pass, never list
         self.log.info(
             "eda_gateway: kernel isolation: %s (choice %s, network %s, landlock ABI %s)",

@@ -35,6 +35,7 @@ STOPS = {
     "auto": set(ATTACKS),
     "landlock": set(ATTACKS),
     "bwrap": set(ATTACKS),
+    "landlock+network": set(ATTACKS),  # allow_network: connects open, but not to the ephemeral (kernel) ports
     "none": set(),
 }
 
@@ -113,7 +114,7 @@ def _require_layers(choice: str) -> None:
     from eda_gateway.isolation.layers import HostLayers
 
     host = HostLayers.detect()
-    needed = {"auto": ["landlock", "bwrap"], "none": []}.get(choice, [choice])
+    needed = {"auto": ["landlock", "bwrap"], "none": []}.get(choice, [choice.split("+")[0]])
     for layer in needed:
         _require(layer in host.available, f"isolation layer {layer} is missing here: {host.missing.get(layer)}")
 
@@ -151,7 +152,8 @@ class Scenario:
         }
         self.srv = GatewayServer(
             tmp / "srv",
-            extra_config=f"c.EDASandbox.isolation = {choice!r}\nc.EDAGateway.datasets = {datasets!r}\n",
+            extra_config=f"c.EDASandbox.isolation = {choice.split('+')[0]!r}\nc.EDAGateway.datasets = {datasets!r}\n"
+            + ("c.EDASandbox.allow_network = True\n" if choice.endswith("+network") else ""),
         ).start()
         self.victim = subprocess.Popen(["sleep", "300"])
         self.alice_kid = self.srv.start_kernel("alice")

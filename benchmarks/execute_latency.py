@@ -45,10 +45,10 @@ def pct(values, q):
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-def measure_execute(n: int, rounds: int = 4) -> dict:
+def measure_execute(n: int, rounds: int = 4, eda_config: str = "") -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="eda-bench-"))
     servers = {
-        "eda_gateway": GatewayServer(tmp / "eda", extra_config=EDA_CONFIG),
+        "eda_gateway": GatewayServer(tmp / "eda", extra_config=EDA_CONFIG + eda_config),
         "plain": GatewayServer(tmp / "plain", extra_config=PLAIN_CONFIG, tokens={"alice": "plain-token"}),
     }
     samples = {(s, p): [] for s in servers for p in PROTOCOLS}
@@ -149,9 +149,13 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200, help="executions per server and protocol")
+    parser.add_argument("--eda-config", default="", help="extra config lines for the eda_gateway server")
+    parser.add_argument("--skip-admission", action="store_true")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    samples = measure_execute(args.n)
+    if args.eda_config:
+        print(f"eda_gateway extra config: {args.eda_config!r}")
+    samples = measure_execute(args.n, eda_config=args.eda_config.replace("\\n", "\n"))
     print(f"\ntrivial execute ('1'), {args.n} per server and protocol, round trip to reply+idle (ms):")
     print(f"{'protocol':8} {'server':12} {'p50':>8} {'p95':>8}")
     for pname in PROTOCOLS:
@@ -163,6 +167,8 @@ def main() -> None:
             f"{pname:8} ratio eda/plain: p50 {pct(eda, 50) / pct(plain, 50):.2f}, "
             f"p95 {pct(eda, 95) / pct(plain, 95):.2f}   (target <= 0.3)"
         )
+    if args.skip_admission:
+        return
     adm = measure_admission()
     print("\nadmission with 10,000 users (limit 10, every window full for the memory figure):")
     print(f"  decision p50: allowed {adm['allowed_p50_us']:.2f} µs, refused {adm['refused_p50_us']:.2f} µs (target 10 µs)")

@@ -95,6 +95,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         # Unanswered requests keep their leases: the kernel is still running them and
         # the lease keeper ends each when the kernel goes idle for it.
         self._inflight.clear()
+        self._ended.clear()
+        self._rewrites.clear()
         return super().disconnect()
 
     # --- client -> kernel --------------------------------------------------------

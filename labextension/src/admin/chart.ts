@@ -109,6 +109,17 @@ export function lineChart(options: IChartOptions): HTMLElement {
     const last = [...s.values].reverse().find(v => v !== null);
     path.append(el('title', {}, `${s.name}: latest ${last === undefined || last === null ? '-' : format(last)}`));
     svg.append(path);
+    // a point with no neighbour draws no line: show it as a dot
+    s.values.forEach((v, i) => {
+      const before = i > 0 ? s.values[i - 1] : null;
+      const after = i < s.values.length - 1 ? s.values[i + 1] : null;
+      if (v !== null && before === null && after === null) {
+        const dot = el('circle', { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 3, class: 'eda-AdminChart-dot' });
+        dot.style.fill = s.colour;
+        dot.dataset.user = s.name;
+        svg.append(dot);
+      }
+    });
   }
   figure.append(svg);
 

@@ -23,6 +23,7 @@ export const adminPlugin: JupyterFrontEndPlugin<void> = {
       if (!(error instanceof ApiError && error.httpStatus === 403)) {
         console.warn('eda-gateway: admin dashboard unavailable', error);
       }
+      document.body.dataset.edaAdmin = 'no'; // tells tests (and styles) the check is done
       return; // not an admin: no command at all
     }
     let widget: MainAreaWidget<AdminDashboard> | null = null;
@@ -44,5 +45,6 @@ export const adminPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
     palette?.addItem({ command: OPEN_ADMIN, category: 'EDA Gateway' });
+    document.body.dataset.edaAdmin = 'yes';
   }
 };

@@ -152,6 +152,16 @@ class EDAGateway(ExtensionApp):
     # --- wiring --------------------------------------------------------------
 
     def initialize_settings(self):
+        self._tasks: list[asyncio.Task] = []
+        try:
+            self._wire_services()
+        except Exception as e:
+            # jupyter_server would log this and serve on without eda_gateway's
+            # protection: a shared server must not start half-guarded.
+            self.log.critical("eda_gateway: failed to start its services", exc_info=True)
+            sys.exit(f"eda_gateway: failed to start: {e}")
+
+    def _wire_services(self):
         logscrub.install(self.serverapp.log, self.log)
         self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
         self.workspaces = Workspaces(self.workspace_root)
@@ -172,7 +182,6 @@ class EDAGateway(ExtensionApp):
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
         self._start_sandbox()
-        self._tasks: list[asyncio.Task] = []
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.isolation = start_isolation(self)  # kernels must not reach each other (docs/isolation.md)
         self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)

@@ -111,8 +111,8 @@ class EDAAuthorizer(Authorizer):
     def is_authorized(self, handler, user: Any, action: str, resource: str) -> bool:
         gateway = self._gateway(handler)
         if gateway is None or user is None:
-            # Extension not loaded (should not happen): fall back to default behaviour.
-            return user is not None
+            # eda_gateway did not load: fail closed rather than share everything.
+            return False
         username = user.username
         if gateway.is_admin(username):
             return True

@@ -2,7 +2,9 @@
 
 Wall time: admission tells us when executions are admitted and finished. A
 kernel runs its executions in order, so the head of a kernel's queue started
-when it was admitted or when the one before it finished, whichever is later.
+when it was admitted or when the one before it finished, whichever is later;
+the clock only runs while jupyter_server sees the kernel ``busy`` (a kernel
+still starting or restarting does not eat the execution's time).
 At ``max_execution_time`` the watchdog publishes ``ExecutionTimeout``
 (killed=False) and interrupts the kernel; if the execution is still running
 ``interrupt_grace`` seconds later, the kernel's tree is killed, the kernel
@@ -118,12 +120,27 @@ class Watchdog:
             if msg_id is None:
                 continue
             limits = self._limits(kernel_id)
+            state = self._execution_state(kernel_id)
             escalate_at = self._escalate_at.get((kernel_id, msg_id))
             if escalate_at is None:
-                if now - self._head_since.get(kernel_id, now) >= limits.max_execution_time:
+                if state != "busy":
+                    # starting, restarting or between two queued cells: the clock of
+                    # an execution runs only while the kernel actually works on it
+                    self._head_since[kernel_id] = now
+                elif now - self._head_since.get(kernel_id, now) >= limits.max_execution_time:
                     await self._interrupt(kernel_id, msg_id, limits)
             elif now >= escalate_at:
-                await self._kill_for_time(kernel_id, msg_id, limits)
+                if state == "idle":
+                    self.on_admission("finished", {"kernel_id": kernel_id, "msg_id": msg_id})
+                else:
+                    await self._kill_for_time(kernel_id, msg_id, limits)
+
+    def _execution_state(self, kernel_id: str) -> str:
+        """jupyter_server's view of the kernel, kept current from its iopub status messages."""
+        try:
+            return getattr(self.gateway.kernel_manager.get_kernel(kernel_id), "execution_state", "busy")
+        except KeyError:
+            return "dead"
 
     def _limits(self, kernel_id: str):
         record = self.sandbox.kernels.get(kernel_id)

@@ -278,6 +278,9 @@ export class ResourceModel implements IDisposable {
   }
 
   private async _fetch(): Promise<void> {
+    // Time the snapshot from the request's start: a slow answer then makes
+    // durations jump forward a little, never tick backwards.
+    const startedAt = this._now();
     const [status, stats] = await Promise.allSettled([
       this._fetchJSON<IRateLimitStatus>('rate-limit-status'),
       this._fetchJSON<ISystemStats>('system-stats')
@@ -291,7 +294,7 @@ export class ResourceModel implements IDisposable {
       throw status.reason; // lets the poll back off
     }
     this._error = stats.status === 'rejected' ? errorText(stats.reason) : null;
-    this._apply(status.value, stats.status === 'fulfilled' ? stats.value : this._stats, this._now());
+    this._apply(status.value, stats.status === 'fulfilled' ? stats.value : this._stats, startedAt);
     this._post({
       kind: 'snapshot',
       user: status.value.user,

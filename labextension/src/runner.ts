@@ -163,8 +163,10 @@ export class RunnerPanel extends Panel {
       if (error instanceof ApiError && error.httpStatus === 429) {
         const retry = Math.max(1, error.retryAfterSeconds ?? 1);
         this._retryUntil = Date.now() + retry * 1000;
+        // the server's message usually says when; add it only if it does not
+        const when = /\d+\s*s\b/.test(error.message) ? '' : ` Retry in ${retry} s.`;
         this._setStatus(
-          `Refused (${String(error.body.reason ?? 'rate limit')}): ${error.message} Retry in ${retry} s.`,
+          `Refused (${String(error.body.reason ?? 'rate limit').replace('_', ' ')}): ${error.message}${when}`,
           'limited'
         );
       } else {

@@ -1,0 +1,53 @@
+"""The JupyterLab extension: its jest unit tests pass, and the package installs it.
+
+The jest suite (labextension/test/*.spec.ts) tests the shared model: levels,
+countdowns, refresh on execution, polling, cross-tab messages. It runs here
+so the one test command (scripts/test.sh -> pytest) covers it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXT = ROOT / "labextension"
+BIN = Path(sys.executable).parent
+
+
+def need(tool: str) -> str:
+    found = shutil.which(tool, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not found:
+        if os.environ.get("EDA_STRICT") == "1":
+            pytest.fail(f"{tool} is missing (scripts/setup.sh installs it)")
+        pytest.skip(f"{tool} is missing")
+    return found
+
+
+def test_model_unit_tests_pass():
+    need("node")
+    jlpm = need("jlpm")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", CI="true")
+    if not (EXT / "node_modules" / "jest").exists():
+        subprocess.run([jlpm, "install"], cwd=EXT, env=env, check=True, timeout=600)
+    done = subprocess.run(
+        [jlpm, "jest", "--ci", "--colors=false"], cwd=EXT, env=env, capture_output=True, text=True, timeout=300
+    )
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report
+    assert "failed" not in report.split("Tests:")[-1].split("\n")[0], report
+
+
+def test_prebuilt_extension_is_installed_and_enabled():
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, timeout=120
+    )
+    listing = done.stdout + done.stderr
+    line = next((x for x in listing.splitlines() if "eda-gateway" in x), "")
+    assert "enabled" in line and "OK" in line, listing
+    assert "(python, eda_gateway)" in line, listing

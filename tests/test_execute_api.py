@@ -25,6 +25,13 @@ def datasets_config(folder) -> str:
     (folder / "secret.csv").write_text("x\n1\n")
     (folder / "docs").mkdir(exist_ok=True)
     (folder / "docs" / "notes.txt").write_text("notes\n")
+    (folder / "broken.parquet").write_bytes(b"this is no parquet file")
+    try:
+        import pandas
+
+        pandas.DataFrame({"v": [1.5, 2.5]}).to_parquet(folder / "metrics.parquet")
+    except ImportError:  # no pyarrow: the parquet test skips
+        (folder / "metrics.parquet").write_bytes(b"")
     return f"""
 c.EDAGateway.groups = {{"analysts": ["bob"]}}
 c.EDAGateway.datasets = {{
@@ -33,6 +40,8 @@ c.EDAGateway.datasets = {{
     "events": {{"path": "{folder}/events.json", "users": ["alice"], "description": "Events"}},
     "docs": {{"path": "{folder}/docs", "users": ["alice"], "description": "A folder"}},
     "secret": {{"path": "{folder}/secret.csv", "users": ["carol"], "description": "Carol's"}},
+    "metrics": {{"path": "{folder}/metrics.parquet", "users": ["bob"]}},
+    "broken": {{"path": "{folder}/broken.parquet", "users": ["bob"]}},
 }}
 """
 
@@ -134,25 +143,18 @@ def test_json_dataset_gives_df_and_a_folder_only_source_path(server):
     assert stdout(folder).strip() == "['notes.txt'] False"
 
 
-def test_parquet_dataset_gives_df(tmp_path, make_server):
-    pandas = pytest.importorskip("pandas")
+def test_parquet_dataset_gives_df(server):
     pytest.importorskip("pyarrow")
-    path = tmp_path / "metrics.parquet"
-    pandas.DataFrame({"v": [1.5, 2.5]}).to_parquet(path)
-    srv = make_server(f'c.EDAGateway.datasets = {{"metrics": {{"path": "{path}", "users": ["alice"]}}}}')
-    body = ok(run(srv, "metrics", "print(float(df['v'].sum()))"))
+    body = ok(run(server, "metrics", "print(float(df['v'].sum()))", user="bob"))
     assert stdout(body).strip() == "4.0"
 
 
-def test_unreadable_dataframe_is_reported_once(tmp_path, make_server):
-    path = tmp_path / "broken.parquet"
-    path.write_bytes(b"this is no parquet file")
-    srv = make_server(f'c.EDAGateway.datasets = {{"broken": {{"path": "{path}", "users": ["alice"]}}}}')
-    first = ok(run(srv, "broken", "print(source_path.endswith('broken.parquet'), 'df' in globals())"))
+def test_unreadable_dataframe_is_reported_once(server):
+    first = ok(run(server, "broken", "print(source_path.endswith('broken.parquet'), 'df' in globals())", user="bob"))
     notice = first["outputs"][0]
     assert notice["name"] == "stderr" and "df could not be loaded" in notice["text"]
     assert stdout(first).strip() == "True False"
-    again = ok(run(srv, "broken", "1"))
+    again = ok(run(server, "broken", "1", user="bob"))
     assert all(o["output_type"] != "stream" for o in again["outputs"])
 
 
@@ -236,10 +238,10 @@ def test_datasets_listing_per_user(server):
         return [d["id"] for d in r.json()["datasets"]]
 
     assert ids("alice") == ["docs", "events", "sales"]
-    assert ids("bob") == ["sales"]  # through the group analysts
+    assert ids("bob") == ["broken", "metrics", "sales"]  # sales through the group analysts
     assert ids("carol") == ["secret"]
-    assert ids("admin") == ["docs", "events", "sales", "secret"]
-    sales = next(d for d in server.get(f"{API}/datasets", "bob").json()["datasets"])
+    assert ids("admin") == ["broken", "docs", "events", "metrics", "sales", "secret"]
+    sales = next(d for d in server.get(f"{API}/datasets", "bob").json()["datasets"] if d["id"] == "sales")
     assert sales == {"id": "sales", "description": "Daily sales"}
     assert server.get(f"{API}/datasets", None).status_code == 403
 
@@ -308,6 +310,7 @@ def tight(tmp_path_factory):
     config = datasets_config(tmp / "data") + """
 c.EDARateLimiter.max_executions_per_minute = 3
 c.EDARateLimiter.max_concurrent_executions = 1
+c.EDAGateway.user_limits = {"admin": {"max_executions_per_minute": 1, "window_seconds": 3}}
 """
     srv = GatewayServer(tmp, extra_config=config).start()
     yield srv
@@ -342,7 +345,7 @@ def test_rest_and_websocket_share_the_per_minute_budget(tight):
         status = tight.get(f"{API}/rate-limit-status", "bob").json()
         assert status["executions_in_window"] == 3 and status["remaining"] == 0
         # another user is unaffected
-        ok(run(tight, "secret", "1", user="admin"))
+        ok(run(tight, "secret", "1", user="carol"))
     finally:
         ws.close()
 
@@ -439,7 +442,7 @@ def test_memory_bomb_ends_as_memory_limit_exceeded(confined):
 # --- the example agent loop -------------------------------------------------------------
 
 
-def test_example_agent_loop_runs_and_honours_retry_after(tmp_path, make_server):
+def test_example_agent_loop_runs_and_honours_retry_after(tight):
     import importlib.util
     from pathlib import Path
 
@@ -449,15 +452,12 @@ def test_example_agent_loop_runs_and_honours_retry_after(tmp_path, make_server):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
 
-    srv = make_server(
-        datasets_config(tmp_path / "data")
-        + "c.EDARateLimiter.max_executions_per_minute = 1\nc.EDARateLimiter.window_seconds = 3\n"
-    )
-    token = srv.tokens["alice"]
+    srv = tight  # admin there: one execution per 3 s window
+    token = srv.tokens["admin"]
     first = example.execute(srv.base_url, token, "sales", "df.shape")  # starts the kernel
     assert example.render(first) == "(3, 2)\n"
     deadline = time.monotonic() + 30
-    while srv.get(f"{API}/rate-limit-status").json()["remaining"] < 1 and time.monotonic() < deadline:
+    while srv.get(f"{API}/rate-limit-status", "admin").json()["remaining"] < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     example.execute(srv.base_url, token, "sales", "1")  # uses the one slot of the window
     started = time.monotonic()
@@ -466,5 +466,5 @@ def test_example_agent_loop_runs_and_honours_retry_after(tmp_path, make_server):
     assert example.render(second) == "True\n"
     failed = example.execute(srv.base_url, token, "sales", "1/0")
     assert example.render(failed) == "ZeroDivisionError: division by zero\n"
-    with pytest.raises(RuntimeError, match="403 forbidden_source"):
-        example.execute(srv.base_url, token, "secret", "1")
+    with pytest.raises(RuntimeError, match="404 unknown_source"):
+        example.execute(srv.base_url, token, "nothing", "1")

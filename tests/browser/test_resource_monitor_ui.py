@@ -183,6 +183,7 @@ def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(alice: 
     expect(toast).to_contain_text("rate limit")
     monitor = alice.locator("#eda-resource-monitor")
     expect(monitor.locator("[data-testid='eda-retry']")).to_contain_text("run again in")
+    alice.wait_for_timeout(1000)  # let the toast finish sliding in for the picture
     screenshot(alice, "limited.png")
 
 

@@ -221,5 +221,16 @@ def test_runner_panel_runs_code_on_a_dataset_and_disables_run_when_limited(brows
         # the compact monitor learnt it too
         expect(compact.locator("[data-testid='eda-badge']")).to_have_text("Limited", timeout=10_000)
         screenshot(page.locator("#eda-runner"), "eda-runner.png")
+
+        # dark theme: our colours follow JupyterLab's theme variables
+        page.keyboard.press("Control+Shift+c")
+        page.keyboard.type("Use Theme: JupyterLab Dark")
+        page.keyboard.press("Enter")
+        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=20_000)
+        page.wait_for_timeout(500)
+        background = compact.evaluate("node => getComputedStyle(node).backgroundColor")
+        red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
+        assert red + green + blue < 3 * 100, f"monitor background {background} should be dark"
+        screenshot(page.locator("#eda-runner"), "eda-runner-dark.png")
     finally:
         page.context.close()

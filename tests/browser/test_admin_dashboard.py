@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lab_build import checkout_labextension_env
 from harness import GatewayServer
 
 # `browser` is pytest-playwright's, launched on Debian's chromium by tests/browser/conftest.py
@@ -39,14 +40,7 @@ def screenshot(page) -> Path:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("admin_ui")
-    env = {}
-    built = REPO / "eda_gateway" / "labextension"
-    if (built / "package.json").exists():
-        # serve this checkout's build, whatever copy the environment has installed
-        shadow = tmp / "jupyter_path" / "labextensions"
-        shadow.mkdir(parents=True)
-        (shadow / "eda-gateway").symlink_to(built)
-        env["JUPYTER_PATH"] = str(tmp / "jupyter_path")
+    env = checkout_labextension_env(tmp)
     srv = GatewayServer(tmp, extra_config=CONFIG, env=env).start()
     try:
         # both demo users do something: a kernel each and one execution

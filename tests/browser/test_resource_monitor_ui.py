@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from harness import TOKENS, GatewayServer
+from lab_build import checkout_labextension_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-results" / "screenshots"
@@ -64,14 +65,7 @@ def lab(tmp_path_factory):
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false"})
     )
-    env = {}
-    built = ROOT / "eda_gateway" / "labextension"
-    if (built / "package.json").exists():
-        # serve this checkout's build (jlpm build), not an older installed copy
-        shadow = tmp / "jupyter_path" / "labextensions"
-        shadow.mkdir(parents=True)
-        (shadow / "eda-gateway").symlink_to(built)
-        env["JUPYTER_PATH"] = str(tmp / "jupyter_path")
+    env = checkout_labextension_env(tmp)
     srv = GatewayServer(
         tmp,
         env=env,

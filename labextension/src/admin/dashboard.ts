@@ -8,6 +8,7 @@ import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { h } from '../dom';
+import { formatBytes } from '../model';
 import { fetchAdminUsers, fetchHistory, IAdminKernel, IAdminUser, IHistory } from './api';
 import { lineChart, paletteColour } from './chart';
 
@@ -34,18 +35,9 @@ const COLUMNS: Array<[SortKey, string]> = [
   ['last_activity', 'Last activity']
 ];
 
-export function formatBytes(bytes: number | null): string {
-  if (bytes === null) {
-    return '-';
-  }
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = Math.max(0, bytes);
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value >= 100 || unit === 0 ? 0 : 1)} ${units[unit]}`;
+/** formatBytes of the shared model, with "-" for an unknown size. */
+function formatSize(bytes: number | null): string {
+  return bytes === null ? '-' : formatBytes(bytes);
 }
 
 function total(counts: Record<string, number>): number {
@@ -157,7 +149,7 @@ export class AdminDashboard extends Widget {
         { 'data-testid': 'eda-admin-row', 'data-user': u.user, 'data-status': u.status },
         h('th', { scope: 'row', title: u.groups.join(', ') }, u.user + (u.admin ? ' (admin)' : '')),
         h('td', {}, String(u.kernel_count)),
-        h('td', {}, formatBytes(u.memory_bytes)),
+        h('td', {}, formatSize(u.memory_bytes)),
         h('td', {}, u.cpu_percent === null ? '-' : `${u.cpu_percent.toFixed(0)}%`),
         h(
           'td',
@@ -241,7 +233,7 @@ export class AdminDashboard extends Widget {
       series: history.users
         .filter(u => u.points.some(p => p.peak_memory_bytes !== null))
         .map(u => ({ name: u.user, colour: colours.get(u.user)!, values: u.points.map(p => p.peak_memory_bytes) })),
-      format: v => formatBytes(v)
+      format: v => formatSize(v)
     });
     this._charts.replaceChildren(executions, memory);
   }

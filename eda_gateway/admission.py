@@ -313,10 +313,17 @@ class AdmissionService:
             for e in self._kernels[kid].executions.values()
         ]
 
-    def status(self, username: str) -> dict:
-        """The rate-limit-status answer of CONTRACT.md."""
+    def status(self, username: str, observe: bool = True) -> dict:
+        """The rate-limit-status answer of CONTRACT.md.
+
+        ``observe=False`` when someone else (an admin) asks: that must not start
+        the user's session.
+        """
         now, wall = self._clock(), self._wall()
-        first_seen = self._first_seen.setdefault(username, wall)
+        if observe:
+            first_seen = self._first_seen.setdefault(username, wall)
+        else:
+            first_seen = self._first_seen.get(username, wall)
         self._expire_user(username, now)
         limits = self._limits_for(username)
         usage = self.store.usage(username, now, limits)

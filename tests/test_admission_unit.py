@@ -201,3 +201,12 @@ def test_idle_users_are_dropped_without_a_sweep():
     for i in range(10):
         admit_and_finish(svc, "active", "ka", start=100 + i)
     assert "holder" in store._users and svc.status("holder")["concurrent_executions"] == 1
+
+
+def test_someone_elses_look_does_not_start_a_users_session():
+    svc, tick = service()
+    svc.status("alice", observe=False)  # an admin looks first
+    tick(100.0)
+    assert svc.status("alice")["session"]["duration_seconds"] == 0
+    tick(5.0)
+    assert svc.status("alice", observe=False)["session"]["duration_seconds"] == 5

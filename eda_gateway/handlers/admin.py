@@ -140,7 +140,7 @@ class AdminUsersHandler(AdminAPIHandler):
         for name in names:
             kernels = kernels_by_user.get(name, [])
             seen = summary.get(name, {})
-            status = gateway.admission.status(name)
+            status = gateway.admission.status(name, observe=False)
             last = [seen["last_activity"]] if seen.get("last_activity") else []
             last += [_epoch(k["last_activity"]) for k in kernels if k["last_activity"]]
             measured = [k for k in kernels if k["memory_bytes"] is not None]

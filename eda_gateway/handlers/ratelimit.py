@@ -70,7 +70,7 @@ class RateLimitStatusHandler(EDAAPIHandler):
             return self.json_error(403, "forbidden", "only admins may ask about another user")
         elif not user.strip():
             return self.json_error(400, "bad_request", "user must not be empty")
-        status = self.gateway.admission.status(user)
+        status = self.gateway.admission.status(user, observe=user == self.username)
         set_rate_limit_headers(self, status)
         self.finish(json.dumps(status))
 

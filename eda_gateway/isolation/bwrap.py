@@ -28,13 +28,21 @@ def works(bwrap: str) -> str | None:
 
 
 def system_args() -> list[str]:
+    """Read-only system folders, then the interpreter."""
     args: list[str] = []
     for path in SYSTEM_PATHS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    for path in dict.fromkeys((sys.base_prefix, sys.prefix)):  # the interpreter and its venv
+    return args + interpreter_args()
+
+
+def interpreter_args() -> list[str]:
+    """The interpreter and its venv, read-only. Must come after the private /tmp:
+    a venv under /tmp (a CI checkout, say) would otherwise be hidden by it."""
+    args: list[str] = []
+    for path in dict.fromkeys((sys.base_prefix, sys.prefix)):
         args += [*parent_dirs([path]), "--ro-bind", path, path]
     return args
 
@@ -77,6 +85,7 @@ def command(
     args += system_args()
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
              "--perms", "1777", "--tmpfs", "/dev/shm", "--ro-bind-try", "/sys", "/sys"]
+    args += interpreter_args()
     args += parent_dirs([*read, *write])
     for path in read:
         args += ["--ro-bind", path, path]

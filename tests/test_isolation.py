@@ -238,11 +238,10 @@ def test_attacks_from_alices_kernel(scenario):
     assert succeeded == set(ATTACKS) - STOPS[choice], results
 
 
+@pytest.mark.parametrize("scenario", ["auto"], indirect=True)
 def test_kernels_keep_working_inside(scenario):
     """Under the default (auto): interrupt, restart, matplotlib/pandas, the dataset's df."""
     choice, sc = scenario
-    if choice != "auto":
-        pytest.skip("checked once, under the default")
     srv, alice = sc.srv, sc.alice
     plot = alice.run("import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt, pandas as pd\n"
                      "plt.plot(pd.Series([1, 2, 3]))\nplt.savefig('plot.png')\nimport os\nprint(os.path.getsize('plot.png') > 0)",
@@ -273,11 +272,10 @@ def test_kernels_keep_working_inside(scenario):
     assert "kernel isolation: " in srv.log() and "landlock" in srv.log()
 
 
+@pytest.mark.parametrize("scenario", [c for c in STOPS if c != "none"], indirect=True)
 def test_connection_files_private(scenario):
     """0600, in a folder of their own, never in the server's runtime dir."""
     choice, sc = scenario
-    if choice == "none":
-        pytest.skip("baseline")
     path = sc.bob_connection_file
     assert not path.startswith(str(sc.srv.runtime_dir))
     assert os.stat(path).st_mode & 0o777 == 0o600

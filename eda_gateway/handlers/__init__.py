@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from importlib.util import find_spec
+
 from .base import API_PREFIX, EDAAPIHandler
 
 
@@ -20,6 +23,8 @@ def all_handlers() -> list[tuple[str, type]]:
     routes.extend(ratelimit_routes)
     routes.extend(stats_routes)
     routes.extend(admin_routes)
+    if find_spec("jupyterlab_server"):  # lab extra installed: JupyterLab settings/workspaces per user
+        routes.extend(import_module(".lab", __name__).routes)
     routes.append(CATCH_ALL)  # keep last: JSON 404 for unknown paths under API_PREFIX
     return routes
 

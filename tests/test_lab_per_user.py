@@ -48,6 +48,8 @@ def workspace(name: str, opened: str) -> dict:
 
 
 def test_a_theme_change_is_only_the_callers(lab):
+    # the LabApp is loaded, so its server-wide handlers exist on the same URLs: ours must come first
+    assert lab.get("/lab", "alice").status_code == 200
     default = theme_of(lab, "bob")
     chosen = "JupyterLab Dark" if default != "JupyterLab Dark" else "JupyterLab Light"
 

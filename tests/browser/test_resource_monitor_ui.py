@@ -57,14 +57,16 @@ def lab(tmp_path_factory):
     csv = tmp / "demo.csv"
     csv.write_text("day,sales\n1,10\n2,20\n3,30\n")
     settings = tmp / "lab-settings"
-    (settings / "eda-gateway").mkdir(parents=True)
-    # 600 s: an update within the test's waits cannot come from the poll
-    (settings / "eda-gateway" / "model.jupyterlab-settings").write_text(json.dumps({"refreshInterval": 600}))
-    # no "get Jupyter news?" toast over the screenshots
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false"})
-    )
+    for user in TOKENS:  # JupyterLab settings are per user: <user_settings_dir>/<user_id>/
+        mine = settings / user
+        (mine / "eda-gateway").mkdir(parents=True)
+        # 600 s: an update within the test's waits cannot come from the poll
+        (mine / "eda-gateway" / "model.jupyterlab-settings").write_text(json.dumps({"refreshInterval": 600}))
+        # no "get Jupyter news?" toast over the screenshots
+        (mine / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+        (mine / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false"})
+        )
     env = checkout_labextension_env(tmp)
     srv = GatewayServer(
         tmp,

@@ -91,8 +91,9 @@ class PerUserSchemaMixin(PerUserLabDir):
 
     lab_dir_trait = "user_settings_dir"
 
-    def initialize(self, name: str, **kwargs) -> None:
-        self.name = name  # what ExtensionHandlerMixin.initialize keeps
+    def initialize(self, name: str = "eda_gateway", **kwargs) -> None:
+        # name: given by ExtensionApp to ExtensionHandlerMixin subclasses (not TranslationsHandler)
+        self.name = name
         lab = self.settings.get(LAB_APP)
         if lab is not None:  # else prepare() answers 404
             SchemaHandler.initialize(self, **server_wide_settings(lab))
@@ -180,14 +181,12 @@ def check_workspace_body(body: bytes) -> None:
         raise web.HTTPError(400, 'workspace must look like {"data": {...}, "metadata": {"id": NAME}}')
 
 
-# The name kwarg makes these handlers the LabApp's own (its log, its config),
-# like jupyterlab_server's; the patterns are the ones it registers.
-_AS_LAB = {"name": LAB_APP}
-routes: list[tuple[str, type, dict]] = [
-    (SETTINGS_URL + "/?", UserSettingsHandler, _AS_LAB),
-    (SETTINGS_URL + "/(?P<schema_name>.+)", UserSettingsHandler, _AS_LAB),
-    (TRANSLATIONS_URL + "/?", UserTranslationsHandler, _AS_LAB),
-    (TRANSLATIONS_URL + "/(?P<locale>.*)", UserTranslationsHandler, _AS_LAB),
-    (WORKSPACES_URL + "/?", UserWorkspacesHandler, _AS_LAB),
-    (WORKSPACES_URL + "/(?P<space_name>.+)", UserWorkspacesHandler, _AS_LAB),
+# The patterns jupyterlab_server registers (base_url is prepended for both).
+routes: list[tuple[str, type]] = [
+    (SETTINGS_URL + "/?", UserSettingsHandler),
+    (SETTINGS_URL + "/(?P<schema_name>.+)", UserSettingsHandler),
+    (TRANSLATIONS_URL + "/?", UserTranslationsHandler),
+    (TRANSLATIONS_URL + "/(?P<locale>.*)", UserTranslationsHandler),
+    (WORKSPACES_URL + "/?", UserWorkspacesHandler),
+    (WORKSPACES_URL + "/(?P<space_name>.+)", UserWorkspacesHandler),
 ]

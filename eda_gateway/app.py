@@ -11,6 +11,7 @@ from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
 
 from . import logscrub
 from .auth import EDAAuthorizer
+from .handlers.lab_management import guard_lab_management
 from .contents import EDAContentsManager
 from .datasets import DatasetCatalogue, validate_datasets
 from .execution import ExecutionService
@@ -233,6 +234,8 @@ class EDAGateway(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp):
         await super()._start_jupyter_server_extension(serverapp)
+        # every extension's routes exist by now
+        guard_lab_management(serverapp.web_app)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
         self._tasks.append(self.telemetry.start())

@@ -43,10 +43,12 @@ def test_v2_delegates_controllers_and_writes_limits(tmp_path):
     leaf = instance / f"k-{KID}"
     leaf.mkdir()
     (leaf / "memory.swap.max").write_text("max")
+    (leaf / "cpu.max.burst").write_text("0")
     plan = backend.prepare(KID, LIMITS)
     assert read(leaf / "memory.max") == str(64 << 20)
     assert read(leaf / "memory.swap.max") == "0"
-    assert read(leaf / "cpu.max") == "25000 100000"
+    assert read(leaf / "cpu.max") == "5000 20000"  # 25% over a 20 ms period
+    assert read(leaf / "cpu.max.burst") == "5000"  # an idle kernel may carry one quota over
     assert read(leaf / "pids.max") == "32"
     assert plan.preexec_fn is not None
 
@@ -97,11 +99,14 @@ def test_v1_writes_memory_cpu_and_pids_limits(tmp_path):
     mem = tmp_path / "memory" / "eda_gateway" / backend.instance / f"k-{KID}"
     mem.mkdir()
     (mem / "memory.memsw.limit_in_bytes").write_text("9223372036854771712")
+    cpu = tmp_path / "cpu" / "eda_gateway" / backend.instance / f"k-{KID}"
+    cpu.mkdir()
+    (cpu / "cpu.cfs_burst_us").write_text("0")
     backend.prepare(KID, LIMITS)
     assert read(mem / "memory.limit_in_bytes") == str(64 << 20)
     assert read(mem / "memory.memsw.limit_in_bytes") == str(64 << 20)  # swap cannot stretch it
-    cpu = tmp_path / "cpu" / "eda_gateway" / backend.instance / f"k-{KID}"
-    assert (read(cpu / "cpu.cfs_period_us"), read(cpu / "cpu.cfs_quota_us")) == ("100000", "25000")
+    assert (read(cpu / "cpu.cfs_period_us"), read(cpu / "cpu.cfs_quota_us")) == ("20000", "5000")
+    assert read(cpu / "cpu.cfs_burst_us") == "5000"
     pids = tmp_path / "pids" / "eda_gateway" / backend.instance / f"k-{KID}"
     assert read(pids / "pids.max") == "32"
 

@@ -1,6 +1,6 @@
 """cgroup v2 (a delegated, writable subtree): one leaf per kernel.
 
-memory.max with memory.swap.max = 0, cpu.max, pids.max; memory.events'
+memory.max with memory.swap.max = 0, cpu.max (20 ms period) + cpu.max.burst, pids.max; memory.events'
 ``oom_kill`` tells a memory kill; cgroup.kill empties a leaf in one write.
 Controllers must be enabled in every ancestor's cgroup.subtree_control, and
 v2 forbids processes in a cgroup that delegates them ("no internal
@@ -18,7 +18,8 @@ from ..limits import Limits
 from .base import KernelUsage
 from .cgroups import CgroupBackend, procs_in, read_int, read_keyed, write
 
-CPU_PERIOD_US = 100_000
+# 20 ms and burst = quota, as cgroup_v1.CFS_PERIOD_US (see there why)
+CPU_PERIOD_US = 20_000
 CONTROLLERS = ("memory", "cpu", "pids")
 SERVER_LEAF = "eda-gateway-server"
 
@@ -57,7 +58,12 @@ class CgroupV2Backend(CgroupBackend):
         if os.path.exists(os.path.join(leaf, "memory.swap.max")):
             write(os.path.join(leaf, "memory.swap.max"), 0)
         quota = max(1000, int(CPU_PERIOD_US * limits.max_cpu_percent / 100))
+        burst = os.path.join(leaf, "cpu.max.burst")  # Linux >= 5.14
+        if os.path.exists(burst):  # the kernel refuses a quota below the burst: clear it first
+            write(burst, 0)
         write(os.path.join(leaf, "cpu.max"), f"{quota} {CPU_PERIOD_US}")
+        if os.path.exists(burst):
+            write(burst, quota)
         write(os.path.join(leaf, "pids.max"), limits.max_processes)
 
     def kill_dir(self, directory: str, timeout: float = 5.0) -> int:

@@ -13,6 +13,7 @@ import threading
 import time
 
 import psutil
+import websocket
 import pytest
 
 from harness import TOKENS, GatewayServer
@@ -248,6 +249,23 @@ def wait_until_no_lease(gw, user, timeout=30.0) -> dict:
     return wait_for_concurrent(gw, user, 0, timeout)
 
 
+def wait_until_kernel_answers(gw, kernel_id, user, protocol, timeout=90.0):
+    """A client connected to the restarted kernel, once it answers. A socket opened
+    while the auto-restarter is still at work was once seen to get no answer (CI,
+    under load): reconnect like JupyterLab does rather than wait on it forever."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kc = gw.kernel_ws(kernel_id, user, protocol)
+        try:
+            if kc.run("1", timeout=10).reply["status"] == "ok":
+                return kc
+        except (TimeoutError, websocket.WebSocketTimeoutException):
+            pass
+        kc.close()
+        assert time.monotonic() < deadline, "the restarted kernel never answered"
+        time.sleep(0.5)
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_no_lease_is_left_after_restart_kill_or_reconnect(gw, kernels, protocol):
     """max_concurrent_executions is 1 for this user: any leaked lease on k1 would
@@ -281,11 +299,7 @@ def test_no_lease_is_left_after_restart_kill_or_reconnect(gw, kernels, protocol)
 
     # 3. the client leaves mid-execution and comes back with a new session id:
     # jupyter_server drops the old session's reply, the lease still ends when k1 is idle
-    kc = gw.kernel_ws(k1, user, protocol)
-    deadline = time.monotonic() + 30
-    while kc.run("1").reply["status"] != "ok":  # the restarted kernel is ready
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    kc = wait_until_kernel_answers(gw, k1, user, protocol)
     kc.execute("import time; time.sleep(3)")
     wait_for_concurrent(gw, user, 1, timeout=2)
     kc.close()

@@ -3,10 +3,10 @@
  * (on top of the EDA Runner). It only renders the shared model.
  */
 import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
 
 import { h, Meter, shareLevel } from './dom';
 import { formatBytes, formatDuration, ResourceModel } from './model';
+import { TickingModelWidget } from './ticking';
 import { IKernelStats } from './types';
 
 export const LEVEL_LABELS: Record<string, string> = {
@@ -23,9 +23,9 @@ export interface IMonitorOptions {
   openRunner?: () => void;
 }
 
-export class ResourceMonitor extends Widget {
+export class ResourceMonitor extends TickingModelWidget {
   constructor(options: IMonitorOptions) {
-    super();
+    super(options.model);
     this._model = options.model;
     this._compact = !!options.compact;
     this.addClass('eda-Monitor');
@@ -89,29 +89,10 @@ export class ResourceMonitor extends Widget {
         this.node.append(h('div', { class: 'eda-Monitor-footer' }, runner));
       }
     }
-    this._model.changed.connect(this.update, this);
-    this.update();
   }
 
-  dispose(): void {
-    clearInterval(this._ticker);
-    this._model.changed.disconnect(this.update, this);
-    super.dispose();
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    super.onAfterAttach(msg);
-    // Countdowns and durations tick locally between polls.
-    this._ticker = setInterval(() => {
-      if (this.isVisible) {
-        this.update();
-      }
-    }, 1000);
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    clearInterval(this._ticker);
-    super.onBeforeDetach(msg);
+  protected shouldTick(): boolean {
+    return this.isVisible; // countdowns and durations tick locally between polls
   }
 
   protected onUpdateRequest(msg: Message): void {
@@ -267,7 +248,6 @@ export class ResourceMonitor extends Widget {
 
   private _model: ResourceModel;
   private _compact: boolean;
-  private _ticker: ReturnType<typeof setInterval> | undefined = undefined;
   private _badge: HTMLElement;
   private _executions: Meter;
   private _concurrent: Meter;

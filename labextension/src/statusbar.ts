@@ -3,41 +3,23 @@
  * concurrent limit, and the level as a word (colour is only a second cue).
  */
 import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
 
 import { h } from './dom';
 import { formatDuration, ResourceModel } from './model';
 import { LEVEL_LABELS } from './monitor';
+import { TickingModelWidget } from './ticking';
 
-export class StatusItem extends Widget {
+export class StatusItem extends TickingModelWidget {
   constructor(model: ResourceModel, open: () => void) {
-    super({ node: h('button', { type: 'button' }) });
+    super(model, { node: h('button', { type: 'button' }) });
     this._model = model;
     this.addClass('eda-StatusItem');
     this.node.setAttribute('data-testid', 'eda-status-item');
     this.node.addEventListener('click', open);
-    model.changed.connect(this.update, this);
-    this.update();
   }
 
-  dispose(): void {
-    clearInterval(this._ticker);
-    this._model.changed.disconnect(this.update, this);
-    super.dispose();
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    super.onAfterAttach(msg);
-    this._ticker = setInterval(() => {
-      if (this._model.isLimited()) {
-        this.update(); // the retry countdown in the tooltip/label
-      }
-    }, 1000);
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    clearInterval(this._ticker);
-    super.onBeforeDetach(msg);
+  protected shouldTick(): boolean {
+    return this._model.isLimited(); // the retry countdown in the label
   }
 
   protected onUpdateRequest(msg: Message): void {
@@ -72,5 +54,4 @@ export class StatusItem extends Widget {
   }
 
   private _model: ResourceModel;
-  private _ticker: ReturnType<typeof setInterval> | undefined = undefined;
 }

@@ -21,7 +21,7 @@ from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
 from .lease_keeper import LeaseKeeper
-from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, validate_user_limits
+from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, require_positive, validate_user_limits
 from .sessions import EDASessionManager
 from .sandbox import Sandbox, SandboxUnavailable, install_factory
 from .telemetry import EDATelemetry, Telemetry
@@ -87,23 +87,12 @@ class EDAGateway(ExtensionApp):
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
     )
 
-    @validate("history_retention_days", "history_max_rows", "history_sample_interval")
-    def _positive_history(self, proposal):
-        if proposal["value"] <= 0:
-            raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
-        return proposal["value"]
-
-    @validate("max_kernels_per_user", "max_code_bytes", "max_output_bytes")
-    def _positive_int(self, proposal):
-        if proposal["value"] <= 0:
-            raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
-        return proposal["value"]
-
-    @validate("cleanup_interval", "temp_file_max_age")
-    def _positive_seconds(self, proposal):
-        if proposal["value"] <= 0:
-            raise TraitError(f"EDAGateway.{proposal['trait'].name} must be > 0, got {proposal['value']!r}")
-        return proposal["value"]
+    @validate(
+        "max_kernels_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
+        "history_retention_days", "history_max_rows", "history_sample_interval",
+    )
+    def _positive(self, proposal):
+        return require_positive(proposal)
 
     @validate("workspace_root")
     def _absolute_root(self, proposal):

@@ -13,7 +13,7 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Tuple, Uni
 from traitlets.config import Configurable
 
 
-def _require_positive(proposal, allow_zero=False):
+def require_positive(proposal, allow_zero=False):
     value = proposal["value"]
     if value < 0 or (value == 0 and not allow_zero):
         owner = type(proposal["owner"]).__name__
@@ -86,11 +86,11 @@ class EDASandbox(Configurable):
 
     @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes")
     def _positive(self, proposal):
-        return _require_positive(proposal)
+        return require_positive(proposal)
 
     @validate("interrupt_grace")
     def _non_negative(self, proposal):
-        return _require_positive(proposal, allow_zero=True)
+        return require_positive(proposal, allow_zero=True)
 
 
 class EDARateLimiter(Configurable):
@@ -106,7 +106,7 @@ class EDARateLimiter(Configurable):
 
     @validate("max_executions_per_minute", "max_concurrent_executions", "window_seconds")
     def _positive(self, proposal):
-        return _require_positive(proposal)
+        return require_positive(proposal)
 
 
 @dataclass(frozen=True)

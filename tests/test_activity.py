@@ -104,7 +104,7 @@ def server(tmp_path_factory):
     config = f"""
 import logging
 c.EventLogger.handlers = [logging.FileHandler({str(events_file)!r})]
-c.EDAGateway.user_limits = {{"alice": {{"max_executions_per_minute": 2}}}}
+c.EDAGateway.user_limits = {{"alice": {{"max_executions_per_minute": 2, "window_seconds": 3600}}}}
 c.EDASandbox.max_execution_time = 2
 """
     srv = GatewayServer(tmp, extra_config=config).start()

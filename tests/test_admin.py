@@ -10,7 +10,7 @@ from harness import GatewayServer
 
 API = "/advanced-eda/api"
 CONFIG = """
-c.EDAGateway.user_limits = {"alice": {"max_executions_per_minute": 3}}
+c.EDAGateway.user_limits = {"alice": {"max_executions_per_minute": 3, "window_seconds": 3600}}
 c.EDAGateway.history_sample_interval = 1
 c.EDATelemetry.interval = 0.5
 """

@@ -305,10 +305,11 @@ def test_no_token_is_refused(server):
 
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory):
-    """Three executions a minute, one at a time."""
+    """Three executions an hour, one at a time."""
     tmp = tmp_path_factory.mktemp("tight")
     config = datasets_config(tmp / "data") + """
 c.EDARateLimiter.max_executions_per_minute = 3
+c.EDARateLimiter.window_seconds = 3600  # a slow dataset preload must not age the first admission out
 c.EDARateLimiter.max_concurrent_executions = 1
 c.EDAGateway.user_limits = {"admin": {"max_executions_per_minute": 1, "window_seconds": 3}}
 """

@@ -13,7 +13,7 @@ from sandbox_helpers import BACKENDS, kernel_pid, start_confined, wait_for
 STATS = "/advanced-eda/api/system-stats"
 EXTRA = """
 c.EDAGateway.user_limits = {"carol": {"max_execution_time": 30, "max_memory_mb": 256},
-                            "bob": {"max_executions_per_minute": 2}}
+                            "bob": {"max_executions_per_minute": 2, "window_seconds": 3600}}
 """
 
 

@@ -119,6 +119,10 @@ class EDAAuthorizer(Authorizer):
         if resource in ("terminals", "server"):
             # terminals run code outside every limit; "server" write is shutdown
             return False
+        if resource == "lsp" and action == "execute":
+            # jupyter_lsp's language servers run outside every limit, and one server
+            # per language is shared by all clients (one user's documents reach another)
+            return False
         if resource == "events":
             # the event bus carries every user's kernel and file events
             return False

@@ -136,6 +136,18 @@ def test_terminals_are_for_admins(server):
     assert server.delete(f"/api/terminals/{r.json()['name']}", "admin").status_code == 204
 
 
+def test_language_server_sockets_are_for_admins(server):
+    """jupyter_lsp would run a language server per language, unconfined and shared by all users."""
+    url = f"ws://127.0.0.1:{server.port}/lsp/ws/pylsp"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, header=[f"Authorization: token {server.tokens['bob']}"], timeout=30)
+    assert refused.value.status_code == 403
+    admin = websocket.create_connection(url, header=[f"Authorization: token {server.tokens['admin']}"], timeout=30)
+    admin.close()
+    # the read-only status listing stays open
+    assert server.get("/lsp/status", "bob").status_code == 200
+
+
 def test_only_admins_shut_the_server_down(server):
     assert_json_403(server.post("/api/shutdown", "bob"))
     assert server.get("/api/status", "bob").status_code == 200

@@ -111,9 +111,10 @@ class KernelRunner:
     # After seeing the kernel die, how long to wait for the sandbox's verdict naming why.
     verdict_grace_seconds = 3.0
 
-    def __init__(self, kernel_manager, verdicts, max_output_bytes: int, log):
+    def __init__(self, kernel_manager, verdicts, sandbox, max_output_bytes: int, log):
         self.kernel_manager = kernel_manager
         self.verdicts = verdicts
+        self.sandbox = sandbox
         self.max_output_bytes = max_output_bytes
         self.log = log
 
@@ -231,6 +232,8 @@ class KernelRunner:
         verdict = verdicts[-1] if verdicts else self.verdicts.recent(kernel_id, msg_id)
         reply = reply_task.result() if reply_task.done() and not reply_task.cancelled() else None
         execution_count = reply.get("execution_count") if reply else None
+        if verdict is None and reply and reply.get("status") == "error":
+            verdict = self.sandbox.allocation_refused(kernel_id, msg_id, reply)
 
         error = None
         if verdict is not None and (ended or (reply and reply.get("status") != "ok")):
@@ -417,7 +420,9 @@ class ExecutionService:
     def __init__(self, gateway, catalogue: DatasetCatalogue, max_output_bytes: int):
         self.gateway = gateway
         self.catalogue = catalogue
-        self.runner = KernelRunner(gateway.kernel_manager, gateway.verdicts, max_output_bytes, gateway.log)
+        self.runner = KernelRunner(
+            gateway.kernel_manager, gateway.verdicts, gateway.sandbox, max_output_bytes, gateway.log
+        )
         self.kernels = DatasetKernels(gateway.kernel_manager, self.runner, gateway.limits_for, gateway.log)
 
     async def execute(self, username: str, source_id: str, code: str) -> RunResult:

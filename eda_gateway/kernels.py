@@ -8,6 +8,8 @@ filters listings, and tells listeners when a kernel starts, restarts or stops
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections import Counter
@@ -34,6 +36,10 @@ def _require_uuid(kernel_id: str) -> str:
 
 class EDAKernelManager(AsyncMappingKernelManager):
     """AsyncMappingKernelManager with owners, quotas and private workspaces."""
+
+    # How long a shutdown waits for a restart in progress (the sandbox restarts
+    # kernels it killed) before shutting the kernel down anyway.
+    restart_wait_seconds = 60.0
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -146,6 +152,25 @@ class EDAKernelManager(AsyncMappingKernelManager):
         result = await super().restart_kernel(kernel_id, now=now)
         self._emit("restarted", kernel_id, self._owners.get(kernel_id, ""))
         return result
+
+    async def _async_shutdown_kernel(self, kernel_id, now=False, restart=False):
+        # jupyter_client reads ``ready.exception()`` of a kernel that is restarting
+        # (its ``ready`` is pending) and raises InvalidStateError: a 500 on DELETE
+        # and a failed shutdown_all. Let every restart end (or fail) first: a kill by
+        # the sandbox can be followed by two (the auto-restarter's and the sandbox's).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.restart_wait_seconds
+        while (km := self._kernels.get(kernel_id)) is not None and not km.ready.done():
+            if kernel_id in self._pending_kernels:
+                break  # a first start: jupyter_client itself waits for it
+            if loop.time() >= deadline:
+                raise HTTPError(409, "The kernel is still restarting: try again in a moment")
+            with contextlib.suppress(Exception):  # a failed restart: the shutdown below removes it
+                await asyncio.wait_for(asyncio.shield(km.ready), deadline - loop.time())
+        # no await from here to jupyter_client's check: ``ready`` cannot change meanwhile
+        return await super()._async_shutdown_kernel(kernel_id, now=now, restart=restart)
+
+    shutdown_kernel = _async_shutdown_kernel
 
     def remove_kernel(self, kernel_id):
         owner = self._owners.pop(kernel_id, "")

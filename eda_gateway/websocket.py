@@ -172,6 +172,9 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
                 if msg_type == "execute_reply":
                     self._inflight.pop(parent_id, None)
                     self.gateway.admission.finish(self.kernel_id, parent_id)
+                if self.gateway.sandbox.refuses_allocations:
+                    # publishes a verdict (and so a rewrite) if the backstop refused memory
+                    self.gateway.sandbox.allocation_refused(self.kernel_id, parent_id, self.session.unpack(parts[3]))
                 verdict = self._rewrite_for(parent_id, msg_type)
                 if verdict is not None:
                     msg = self.session.deserialize(fed)
@@ -183,7 +186,11 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     # --- sandbox verdicts ----------------------------------------------------------
 
     def _verdict_possible(self) -> bool:
-        return bool(self._rewrites) or self.gateway.verdicts.recent(self.kernel_id) is not None
+        return (
+            bool(self._rewrites)
+            or self.gateway.sandbox.refuses_allocations
+            or self.gateway.verdicts.recent(self.kernel_id) is not None
+        )
 
     def _rewrite_for(self, msg_id: str | None, msg_type: str) -> Verdict | None:
         if not msg_id:

@@ -60,9 +60,19 @@ for pid in children:
 """
 
 
+# a folder dataset: REST runs without a pandas preload (which alone would not fit 128 MiB)
+SCRATCH_DATASET = """
+c.EDAGateway.datasets = {{"scratch": {{"path": {folder!r}, "users": ["alice"]}}}}
+"""
+# far past the 128 MiB limit, in one allocation
+HUGE_ALLOCATION = "block = bytearray(4 << 30)\nprint('survived')"
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def confined(request, tmp_path_factory):
-    srv = start_confined(tmp_path_factory.mktemp(f"sandbox-{request.param}"), request.param)
+    tmp = tmp_path_factory.mktemp(f"sandbox-{request.param}")
+    (tmp / "scratch").mkdir()
+    srv = start_confined(tmp, request.param, SCRATCH_DATASET.format(folder=str(tmp / "scratch")))
     yield srv
     srv.stop()
 
@@ -130,6 +140,38 @@ def test_memory_bomb_gets_named_verdict_and_kernel_comes_back(confined):
     assert 'eda_gateway_verdicts_total{kind="MemoryLimitExceeded"}' in metrics
     for kid, user in ((bomber, "alice"), (bystander, "bob")):
         assert confined.delete(f"/api/kernels/{kid}", user).status_code == 204
+
+
+def test_one_huge_allocation_is_named_on_both_paths(confined):
+    """psutil's RLIMIT_AS backstop refuses it inside the kernel, which lives on with its
+    variables; cgroups kill the kernel. Either way the user reads MemoryLimitExceeded."""
+    refused_in_place = stats(confined)["enforcement"] == "psutil"
+    kid = confined.start_kernel("alice")
+    kc = confined.kernel_ws(kid, "alice")
+    assert kc.run("marker = 7").reply["status"] == "ok"
+    pid = kernel_pid(confined, kid)
+    ex = kc.run(HUGE_ALLOCATION, timeout=90)
+    kc.close()
+    assert "survived" not in ex.stdout
+    assert ex.error["ename"] == "MemoryLimitExceeded", ex.error
+    assert ex.reply["status"] == "error" and ex.reply["ename"] == "MemoryLimitExceeded", ex.reply
+    assert "128 MiB" in ex.error["evalue"]
+    if refused_in_place:
+        assert "refused" in ex.error["evalue"] and "kept" in ex.error["evalue"]
+        assert run_until_answer(confined, kid, "alice", "marker").result == "7"
+        assert kernel_pid(confined, kid) == pid
+    # under cgroups the sandbox is restarting the kernel right now: the DELETE waits for
+    # that (jupyter_client alone answered 500 to a shutdown during a restart)
+    assert confined.delete(f"/api/kernels/{kid}", "alice").status_code == 204
+
+    r = confined.post(
+        "/advanced-eda/api/execute-custom-code/scratch", "alice", json={"code": HUGE_ALLOCATION}, timeout=120
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "error" and body["error"]["ename"] == "MemoryLimitExceeded", body
+    assert "128 MiB" in body["error"]["evalue"]
+    assert [o["ename"] for o in body["outputs"] if o["output_type"] == "error"] == ["MemoryLimitExceeded"]
 
 
 def test_busy_loop_is_held_at_the_cpu_limit(confined):

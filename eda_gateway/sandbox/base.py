@@ -114,6 +114,9 @@ class Backend:
     slow ones (sample, kill, release, start, stop) off the event loop."""
 
     name = "none"
+    # True when an allocation past the limit fails inside the kernel (MemoryError)
+    # rather than the kernel being killed: the sandbox then names that error.
+    refuses_allocations = False
 
     def __init__(self, log):
         self.log = log

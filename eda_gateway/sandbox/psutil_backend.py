@@ -61,6 +61,7 @@ class _Tree:
 
 class PsutilBackend(Backend):
     name = "psutil"
+    refuses_allocations = True  # the RLIMIT_AS backstop turns big allocations into MemoryError
 
     def __init__(self, log, tick: float = 0.1, refresh: float = 0.5):
         super().__init__(log)

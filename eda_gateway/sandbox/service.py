@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..limits import Limits
+from ..verdicts import MEMORY_LIMIT_EXCEEDED, Verdict
 from .base import KERNEL_MARKER, SERVER_MARKER, Backend, KernelUsage
 from .detect import detect
 from .watchdog import Watchdog
@@ -50,6 +51,11 @@ class Sandbox:
     @property
     def ready(self) -> bool:
         return self.backend is not None
+
+    @property
+    def refuses_allocations(self) -> bool:
+        """Whether kernels may see a MemoryError that ``allocation_refused`` names."""
+        return self.backend is not None and self.backend.refuses_allocations
 
     @property
     def enforcement(self) -> str:
@@ -124,6 +130,36 @@ class Sandbox:
             await loop.run_in_executor(None, backend.release, kernel_id)
             self.kernels.pop(kernel_id, None)
             self.watchdog.forget(kernel_id)
+
+    # --- naming errors ---------------------------------------------------------------
+    def allocation_refused(self, kernel_id: str, msg_id: str | None, content: dict) -> Verdict | None:
+        """The MemoryLimitExceeded verdict for a MemoryError the backend's backstop caused.
+
+        ``content`` is an ``error`` or ``execute_reply`` content. Under psutil the kernel
+        keeps running, so the verdict is not ``killed``: clients rename the error. Both
+        the iopub error and the reply (and every client of the kernel) ask: one verdict.
+        """
+        if content.get("ename") != "MemoryError" or not self.refuses_allocations:
+            return None
+        record = self.kernels.get(kernel_id)
+        if record is None:
+            return None
+        bus = self.gateway.verdicts
+        earlier = bus.recent(kernel_id, msg_id)
+        if earlier is not None and earlier.msg_id == msg_id and earlier.ename == MEMORY_LIMIT_EXCEEDED:
+            return earlier
+        limit_mib = record.limits.max_memory_mb
+        verdict = Verdict(
+            MEMORY_LIMIT_EXCEEDED,
+            f"an allocation would have taken the kernel past its memory limit of {limit_mib} MiB and was "
+            "refused (the kernel and its variables are kept)",
+            kernel_id,
+            msg_id,
+            details={"limit_bytes": record.limits.memory_bytes, "action": "refused"},
+        )
+        self.log.warning("eda_gateway sandbox: kernel %s: an allocation past %s MiB was refused", kernel_id, limit_mib)
+        bus.publish(verdict)
+        return verdict
 
     # --- observation ---------------------------------------------------------------
     def sample(self) -> dict[str, KernelUsage]:

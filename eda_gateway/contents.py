@@ -3,12 +3,19 @@
 The single translation point is ``_get_os_path``: API paths stay exactly what
 the user sees (``Untitled.ipynb``), while the file lands in the user's folder.
 Admins keep the whole ``root_dir`` (they see every user's folder).
+
+Paths are checked where they lead, symlinks resolved: a kernel can plant a link
+in its user's folder (``ln -s ../alice/secret.csv``), and the server, which may
+read everything, must not follow it out. ``/files/`` is served from the caller's
+folder the same way (jupyter_server's handler serves ``root_dir`` to everyone).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
+from jupyter_server.base.handlers import AuthenticatedFileHandler
 from jupyter_server.services.contents.filecheckpoints import AsyncFileCheckpoints
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado.web import HTTPError
@@ -35,23 +42,58 @@ def user_root(server_root: str, username: str | None, gateway) -> str:
     return ensure_private_dir(folder)
 
 
+def inside(path: str, root: str) -> bool:
+    """Whether ``path``, symlinks resolved, is ``root`` or below it."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+class OutsideYourFolder(PermissionError, HTTPError):
+    """A 404 for the request; also an EACCES OSError, so that jupyter_server's
+    directory listing skips such an entry (a planted link) instead of failing."""
+
+    def __init__(self, path: str) -> None:
+        PermissionError.__init__(self, errno.EACCES, "outside your folder")
+        HTTPError.__init__(self, 404, f"{path} is outside your folder".replace("%", "%%"))
+
+
 class UserRootMixin:
     """Resolve API paths inside the calling user's folder, never outside it."""
 
-    def _get_os_path(self, path):
+    def _user_root(self) -> str | None:
+        """The caller's folder; None for admins (the whole root_dir)."""
         server_root = os.path.abspath(self.root_dir)
         root = user_root(server_root, current_username(), self._owner_gateway())
-        if root == server_root:
+        return None if root == server_root else root
+
+    def _get_os_path(self, path):
+        root = self._user_root()
+        if root is None:
             return super()._get_os_path(path)
-        relative = os.path.relpath(root, server_root)
+        relative = os.path.relpath(root, os.path.abspath(self.root_dir))
         os_path = super()._get_os_path(f"{relative}/{path.strip('/')}" if path.strip("/") else relative)
-        resolved = os.path.abspath(os_path)
-        if resolved != root and not resolved.startswith(root + os.sep):
-            raise HTTPError(404, f"{path} is outside your folder")
+        return self._inside_user_root(os_path, path, root)
+
+    def _inside_user_root(self, os_path: str, path: str, root: str | None) -> str:
+        if root is not None and not inside(os_path, root):
+            raise OutsideYourFolder(path)
         return os_path
 
     def _owner_gateway(self):
         return gateway_of(self)
+
+    def _hand_over(self, os_path: str) -> None:
+        """Give what the server just made in the caller's folder to the uid the caller's
+        kernels run as (uid isolation): else their own code could not change an uploaded
+        file or write into a folder made in the file browser."""
+        username = current_username()
+        gateway = self._owner_gateway()
+        isolation = getattr(gateway, "isolation", None)
+        if username is None or isolation is None or gateway.is_admin(username):
+            return
+        uid = isolation.uid_of_files(username)
+        if uid is not None:
+            os.chown(os_path, uid, uid, follow_symlinks=False)
 
 
 class EDAFileCheckpoints(UserRootMixin, AsyncFileCheckpoints):
@@ -60,6 +102,38 @@ class EDAFileCheckpoints(UserRootMixin, AsyncFileCheckpoints):
     def _owner_gateway(self):
         return gateway_of(self.parent)
 
+    def checkpoint_path(self, checkpoint_id, path):
+        # the checkpoint folder is joined after _get_os_path: a planted
+        # `.ipynb_checkpoints` link is checked here, before it is created or used
+        root = self._user_root()
+        parent = ("/" + path.strip("/")).rsplit("/", 1)[0].strip("/")
+        self._inside_user_root(os.path.join(self._get_os_path(parent), self.checkpoint_dir), path, root)
+        return self._inside_user_root(super().checkpoint_path(checkpoint_id, path), path, root)
+
+    async def create_checkpoint(self, contents_mgr, path):
+        model = await super().create_checkpoint(contents_mgr, path)
+        made = self.checkpoint_path(model["id"], path)
+        self._hand_over(os.path.dirname(made))
+        self._hand_over(made)
+        return model
+
+
+class UserFilesHandler(AuthenticatedFileHandler):
+    """``/files/<path>`` from the caller's own folder (admins: the whole root_dir)."""
+
+    async def prepare(self, *args, **kwargs):
+        await super().prepare(*args, **kwargs)
+        gateway = self.settings.get("eda_gateway")
+        if gateway is None:
+            raise HTTPError(403, "eda_gateway is not running")  # fail closed, as the authorizer does
+        if self.current_user is not None:
+            self.root = user_root(self.root, self.current_user.username, gateway)
+
+    def validate_absolute_path(self, root, absolute_path):
+        if not inside(absolute_path, root):
+            raise HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)
+
 
 class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
     """Contents API rooted per user."""
@@ -67,3 +141,12 @@ class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
     @default("checkpoints_class")
     def _checkpoints_class_default(self):
         return EDAFileCheckpoints
+
+    @default("files_handler_class")
+    def _files_handler_class_default(self):
+        return UserFilesHandler
+
+    async def save(self, model, path=""):
+        saved = await super().save(model, path)  # files, notebooks, folders, upload chunks
+        self._hand_over(self._get_os_path(path))
+        return saved

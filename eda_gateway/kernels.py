@@ -18,7 +18,7 @@ from collections.abc import Callable
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
 
-from .contents import gateway_of, user_root
+from .contents import gateway_of, inside, user_root
 from .users import current_username
 
 # Server secrets a kernel must never inherit from the server's environment.
@@ -92,7 +92,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
     def _cwd_in_user_root(self, username: str | None, path: str) -> str:
         root = user_root(self.root_dir, username, self.gateway)
         os_path = os.path.abspath(os.path.join(root, *str(path).strip("/").split("/")))
-        if os_path != root and not os_path.startswith(root + os.sep):
+        if not inside(os_path, root):  # `..` or a symlink out of the folder
             raise HTTPError(400, "kernel path is outside your folder")
         # documents may live elsewhere than kernels: walk up to an existing folder
         while not os.path.isdir(os_path) and os_path != root:

@@ -112,3 +112,99 @@ def test_kernel_started_with_path_runs_in_users_folder(server):
 def test_kernel_path_cannot_escape_users_folder(server):
     r = server.post("/api/kernels", "bob", json={"name": "python3", "path": "../alice"})
     assert r.status_code == 400, r.text
+
+
+def test_files_endpoint_serves_the_callers_own_folder(server):
+    """/files/ (downloads, images in notebooks) goes through the caller's folder too."""
+    put_text(server, "bob", "bobs-note.txt", "bob's note")
+    r = server.get("/files/secret.txt", "alice")
+    assert r.status_code == 200 and r.text == "alice's secret"
+    assert server.get("/files/secret.txt?download=1", "alice").headers["Content-Disposition"].startswith("attachment")
+    assert server.get("/files/bobs-note.txt", "bob").text == "bob's note"
+    for path in ("alice/secret.txt", "../alice/secret.txt", "%2e%2e/alice/secret.txt", "bobs-note.txt"):
+        r = server.get(f"/files/{path}", "alice" if path == "bobs-note.txt" else "bob")
+        assert r.status_code in (403, 404), (path, r.status_code)  # tornado says 403 to `..`
+        assert "alice's secret" not in r.text and "bob's note" not in r.text
+    assert server.get("/files/alice/secret.txt", "admin").text == "alice's secret"
+
+
+PLANT_LINKS = """
+import os, shutil
+root = {root!r}
+shutil.rmtree(".ipynb_checkpoints", ignore_errors=True)  # the earlier checkpoint test made it
+os.symlink(os.path.join(root, "alice", "secret.txt"), "link.txt")
+os.symlink(root, "up")
+os.symlink(os.path.join(root, "alice"), ".ipynb_checkpoints")
+os.symlink(os.path.join(root, "alice", "made-by-bob"), "dangling")
+print(sorted(os.listdir(".")))
+"""
+
+
+def test_links_planted_by_a_kernel_lead_nowhere(server):
+    """bob's kernel may write links in his folder; the server (which can read everything)
+    must not follow them out: not for reading, writing, listing, /files/ or checkpoints."""
+    put_text(server, "bob", "mine.txt", "bob's own")
+    alice_before = sorted(p.name for p in (server.root_dir / "alice").iterdir())
+    kid = server.start_kernel("bob", name="python3", path="")
+    try:
+        client = server.kernel_ws(kid, "bob")
+        planted = client.run(PLANT_LINKS.format(root=str(server.root_dir)))
+        client.close()
+        assert planted.error is None, planted.error
+        assert "link.txt" in planted.stdout and "up" in planted.stdout
+
+        for path in ("link.txt", "up", "up/alice/secret.txt", "dangling"):
+            r = server.get(f"/api/contents/{path}", "bob")
+            assert r.status_code == 404, (path, r.status_code)
+            assert r.json()["message"].endswith("is outside your folder")
+            assert "alice's secret" not in r.text
+            assert server.get(f"/files/{path}", "bob").status_code == 404
+        assert 400 <= put_text(server, "bob", "link.txt", "pwned").status_code < 500
+        assert 400 <= put_text(server, "bob", "dangling", "pwned").status_code < 500
+        r = server.patch("/api/contents/mine.txt", "bob", json={"path": "up/alice/moved.txt"})
+        assert 400 <= r.status_code < 500, r.text
+        # checkpoints would be written into (and restored from) alice's folder
+        r = server.post("/api/contents/mine.txt/checkpoints", "bob")
+        assert 400 <= r.status_code < 500, r.text
+        # bob's listing still works; the links are left out of it
+        r = server.get("/api/contents", "bob")
+        assert r.status_code == 200, r.text
+        names = {item["name"] for item in r.json()["content"]}
+        assert "mine.txt" in names and not names & {"link.txt", "up", "dangling"}
+        # a kernel started "in" a linked folder does not land in alice's
+        r = server.post("/api/kernels", "bob", json={"name": "python3", "path": "up/alice"})
+        assert r.status_code == 400, r.text
+    finally:
+        server.delete(f"/api/kernels/{kid}", "bob")
+    assert server.get("/api/contents/secret.txt", "alice").json()["content"] == "alice's secret"
+    assert sorted(p.name for p in (server.root_dir / "alice").iterdir()) == alice_before
+
+
+USE_WHAT_THE_API_MADE = """
+import os, shutil
+with open("upload.csv", "a") as f:
+    f.write("3\\n")
+with open("from-browser/out.txt", "w") as f:
+    f.write("written by the kernel")
+shutil.rmtree(".ipynb_checkpoints")
+print("ok", os.getuid())
+"""
+
+
+def test_what_the_api_makes_the_users_kernel_may_change(server):
+    """With uid isolation, kernels run as the user's own uid: files, folders and
+    checkpoints the server made for that user must belong to it, not to root."""
+    put_text(server, "carol", "upload.csv", "x\n1\n")
+    assert server.put("/api/contents/from-browser", "carol", json={"type": "directory"}).status_code == 201
+    assert server.post("/api/contents/upload.csv/checkpoints", "carol").status_code == 201
+    kid = server.start_kernel("carol", name="python3", path="")
+    try:
+        client = server.kernel_ws(kid, "carol")
+        ran = client.run(USE_WHAT_THE_API_MADE)
+        client.close()
+        assert ran.error is None, ran.error["evalue"]
+        assert ran.stdout.startswith("ok")
+    finally:
+        server.delete(f"/api/kernels/{kid}", "carol")
+    assert server.get("/api/contents/upload.csv", "carol").json()["content"] == "x\n1\n3\n"
+    assert server.get("/api/contents/from-browser/out.txt", "carol").json()["content"] == "written by the kernel"

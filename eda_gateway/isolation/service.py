@@ -127,6 +127,10 @@ class Isolation:
     def _kernel_dir(self, kernel_id: str) -> str:
         return os.path.join(self.runtime_root, kernel_id)
 
+    def uid_of_files(self, username: str) -> int | None:
+        """The uid that should own what the server makes for ``username`` (None: no uid layer)."""
+        return self.uids.uid_for(username) if "uid" in self.active else None
+
     def uses_ipc(self) -> bool:
         # Unix sockets in a private folder: unreachable for other uids (uid) or
         # across the missing network (bwrap). Landlock alone keeps TCP: it can

@@ -243,7 +243,7 @@ class AdmissionService:
         self._first_seen.setdefault(username, self._wall())
         leases = self._kernels.get(kernel_id)
         if leases is not None and msg_id in leases.executions:
-            return ALLOWED  # the same request again (a retry): counts once
+            return ALLOWED  # the same request again counts once (the websocket refuses a copy: the kernel would run it)
         self._expire_user(username, now)
         limits = self._limits_for(username)
         reason = self.store.acquire(username, kernel_id, now, limits)

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 EXECUTION_TIMEOUT = "ExecutionTimeout"
 MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
 RATE_LIMIT_EXCEEDED = "RateLimitExceeded"
+# a request the gateway cannot count (no msg_id, a msg_id already running, code on control)
+INVALID_EXECUTE_REQUEST = "InvalidExecuteRequest"
 
 
 @dataclass(frozen=True)

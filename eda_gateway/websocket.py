@@ -4,7 +4,10 @@ Every ``execute_request`` (legacy JSON frames and ``v1.kernel.websocket.jupyter.
 is checked with ``gateway.admission``. A refused one never reaches the kernel: the
 client gets, parented to its request, iopub ``busy`` / ``error`` (``RateLimitExceeded``)
 / ``idle`` and a shell ``execute_reply`` with ``status: "error"``, so the cell ends
-cleanly instead of hanging.
+cleanly instead of hanging. A request admission could not count is refused the same
+way with ``InvalidExecuteRequest``: one without a msg_id, one whose msg_id is still
+running on the kernel (the kernel would run every copy), or code sent on the control
+channel (ipykernel runs it there too; no Jupyter client sends it).
 
 Leases end at the ``execute_reply`` seen here (the lease keeper also ends them when
 the kernel goes idle, restarts, dies or stops). Sandbox verdicts arrive on
@@ -24,14 +27,16 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
-from .verdicts import RATE_LIMIT_EXCEEDED, Verdict
+from .verdicts import INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
 
-def ending_messages(session, parent_header: dict, ename: str, evalue: str) -> list[tuple[str, dict]]:
+def ending_messages(
+    session, parent_header: dict, ename: str, evalue: str, reply_channel: str = "shell"
+) -> list[tuple[str, dict]]:
     """(channel, message) that end an execution with an error, as a kernel would:
-    iopub busy, iopub error, iopub idle, shell execute_reply(status error)."""
+    iopub busy, iopub error, iopub idle, execute_reply(status error) on the request's channel."""
     traceback = [f"{ename}: {evalue}"]
     error = {"ename": ename, "evalue": evalue, "traceback": traceback}
     return [
@@ -39,7 +44,7 @@ def ending_messages(session, parent_header: dict, ename: str, evalue: str) -> li
         ("iopub", session.msg("error", dict(error), parent=parent_header)),
         ("iopub", session.msg("status", {"execution_state": "idle"}, parent=parent_header)),
         (
-            "shell",
+            reply_channel,
             session.msg(
                 "execute_reply",
                 {"status": "error", "execution_count": None, **error},
@@ -107,7 +112,7 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         if self.subprotocol == V1:
             channel, msg_list = deserialize_msg_from_ws_v1(incoming_msg)
             header = None
-            if channel == "shell":
+            if channel in ("shell", "control"):  # where a kernel takes execute_request
                 header = self.session.unpack(msg_list[0])
         else:
             msg = (
@@ -121,11 +126,17 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             self.log.warning("No such channel: %r", channel)
             return
         if header is not None:
+            if not isinstance(header, dict):
+                self.log.warning("eda_gateway: dropped a message whose header is not an object")
+                return
             allowed_types = self.multi_kernel_manager.allowed_message_types
             if allowed_types and header.get("msg_type") not in allowed_types:
                 self.log.warning("Received message of type %r, which is not allowed.", header.get("msg_type"))
                 return
-            if channel == "shell" and header.get("msg_type") == "execute_request":
+            if header.get("msg_type") == "execute_request":
+                if channel != "shell":
+                    self._refuse_invalid(header, "code runs only from the shell channel", channel)
+                    return
                 if not self._admit(header):
                     return
         stream = self.channels[channel]
@@ -137,7 +148,12 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     def _admit(self, header: dict) -> bool:
         msg_id = header.get("msg_id")
         if not isinstance(msg_id, str) or not msg_id:
-            return True  # the kernel rejects it; nothing runs, nothing to count
+            self._refuse_invalid(header, "an execute_request needs a msg_id (a non-empty string)")
+            return False
+        if self.gateway.admission.holds(self.kernel_id, msg_id):
+            # admission counts a msg_id once, but the kernel would run every copy
+            self._refuse_invalid(header, f"msg_id {msg_id[:64]!r} is already running on this kernel")
+            return False
         decision = self.gateway.admission.admit(self.username, self.kernel_id, msg_id, "notebook")
         if decision.allowed:
             self._inflight[msg_id] = header
@@ -151,6 +167,11 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         )
         self._write_all(ending_messages(self.session, header, RATE_LIMIT_EXCEEDED, decision.message))
         return False
+
+    def _refuse_invalid(self, header: dict, why: str, channel: str = "shell") -> None:
+        self.log.warning("eda_gateway: refused an execute_request of %s on kernel %s: %s",
+                         self.username, self.kernel_id, why)
+        self._write_all(ending_messages(self.session, header, INVALID_EXECUTE_REQUEST, why, channel))
 
     # --- kernel -> client ----------------------------------------------------------
 

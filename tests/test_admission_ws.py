@@ -16,14 +16,14 @@ import psutil
 import websocket
 import pytest
 
-from harness import TOKENS, GatewayServer
+from harness import TOKENS, GatewayServer, new_message
 
 V1 = "v1.kernel.websocket.jupyter.org"
 PROTOCOLS = [pytest.param(None, id="legacy"), pytest.param(V1, id="v1")]
 STATUS = "/advanced-eda/api/rate-limit-status"
 WINDOW = 10.0
 
-USERS = ["p_legacy", "p_v1", "other", "conc", "burst", "life_legacy", "life_v1"]
+USERS = ["p_legacy", "p_v1", "other", "conc", "burst", "life_legacy", "life_v1", "odd_legacy", "odd_v1"]
 CONFIG = f"""
 c.EDARateLimiter.window_seconds = {WINDOW}
 c.EDARateLimiter.max_executions_per_minute = 10
@@ -325,3 +325,51 @@ def test_status_is_per_user_and_admins_may_ask_about_anyone(gw):
         "retry_after_seconds", "reset_in_seconds", "status", "active_executions", "session",
     }
     assert gw.get(STATUS, None).status_code in (401, 403)
+
+
+def replies_to(kc, msg_id: str, n: int, timeout=60.0) -> list[dict]:
+    """The first ``n`` execute_replies parented to ``msg_id`` (on any channel)."""
+    replies, deadline = [], time.monotonic() + timeout
+    while len(replies) < n:
+        m = kc.recv(max(0.1, deadline - time.monotonic()))
+        if msg_type(m) == "execute_reply" and m["parent_header"].get("msg_id") == msg_id:
+            replies.append(m)
+    return replies
+
+
+def execute_message(kc, code: str, channel: str = "shell", msg_id: str | None = None) -> dict:
+    msg = new_message("execute_request", {"code": code, "silent": False, "store_history": True,
+                                          "user_expressions": {}, "allow_stdin": False}, kc.session, channel)
+    if msg_id is not None:
+        msg["header"]["msg_id"] = msg_id
+    return msg
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_requests_admission_cannot_count_are_refused_and_never_run(gw, kernels, protocol):
+    """ipykernel runs code sent on the control channel and code without a msg_id, and runs
+    every copy of a msg_id: each would have run uncounted, past the budget."""
+    user = "odd_legacy" if protocol is None else "odd_v1"
+    (kid,) = kernels(user)
+    kc = gw.kernel_ws(kid, user, protocol)
+    try:
+        on_control = execute_message(kc, "ran_on_control = 1", channel="control")
+        kc.send(dict(on_control))
+        (reply,) = replies_to(kc, on_control["header"]["msg_id"], 1)
+        assert reply["channel"] == "control" and reply["content"]["ename"] == "InvalidExecuteRequest"
+        kc.send(execute_message(kc, "ran_without_id = 1", msg_id=""))
+        (reply,) = replies_to(kc, "", 1)
+        assert reply["content"]["ename"] == "InvalidExecuteRequest" and "msg_id" in reply["content"]["evalue"]
+        twice = execute_message(kc, "import time; time.sleep(1); runs = globals().get('runs', 0) + 1")
+        msg_id = twice["header"]["msg_id"]
+        kc.send(dict(twice, header=dict(twice["header"])))
+        kc.send(twice)
+        replies = replies_to(kc, msg_id, 2)
+        names = sorted(r["content"].get("ename") or r["content"]["status"] for r in replies)
+        assert names == ["InvalidExecuteRequest", "ok"], replies
+        probe = kc.run("(globals().get('ran_on_control'), globals().get('ran_without_id'), runs)")
+        assert probe.result == "(None, None, 1)"
+        # counted: the one copy that ran and the probe
+        assert status(gw, user)["executions_in_window"] == 2
+    finally:
+        kc.close()

@@ -13,6 +13,8 @@ from .users import user_id
 log = logging.getLogger(__name__)
 
 WORKSPACE_PREFIX = "eda_user_"
+# deeper folders are left alone (and counted as errors): bounds open fds and recursion
+MAX_DEPTH = 64
 
 
 def ensure_private_dir(path: str) -> str:
@@ -55,40 +57,61 @@ class Workspaces:
         Never follows symlinks (a link is removed as a link, its target is
         untouched) and never leaves ``root``. Emptied old sub-folders go too;
         the workspace folders themselves stay.
+
+        The walk holds each folder open and works relative to it (``dir_fd``,
+        ``O_NOFOLLOW``): a kernel that swaps a sub-folder for a symlink while the
+        clean-up runs makes the open fail, instead of leading the server (root)
+        to delete files elsewhere.
         """
         report = CleanupReport()
         cutoff = (now if now is not None else time.time()) - max_age
         try:
-            entries = list(os.scandir(self.root))
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             return report
-        for entry in entries:
-            if entry.name.startswith(WORKSPACE_PREFIX) and entry.is_dir(follow_symlinks=False):
-                self._clean_tree(entry.path, cutoff, report, top=True)
+        try:
+            with os.scandir(root_fd) as entries:
+                names = [e.name for e in entries if e.name.startswith(WORKSPACE_PREFIX)]
+            for name in names:
+                self._clean_dir(root_fd, name, cutoff, report, depth=0)
+        finally:
+            os.close(root_fd)
         return report
 
-    def _clean_tree(self, path: str, cutoff: float, report: CleanupReport, top: bool) -> None:
+    def _clean_dir(self, parent_fd: int, name: str, cutoff: float, report: CleanupReport, depth: int) -> None:
         try:
-            entries = list(os.scandir(path))
-        except OSError:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return
+        except OSError:  # a symlink or a file in its place, or no permission
             report.errors += 1
             return
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    self._clean_tree(entry.path, cutoff, report, top=False)
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        if depth >= MAX_DEPTH:
+                            report.errors += 1
+                        else:
+                            self._clean_dir(fd, entry.name, cutoff, report, depth + 1)
+                    elif info.st_mtime < cutoff:
+                        os.unlink(entry.name, dir_fd=fd)  # a link goes as a link
+                        report.removed_files += 1
+                except FileNotFoundError:
                     continue
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    report.removed_files += 1
-            except FileNotFoundError:
-                continue
-            except OSError:
-                report.errors += 1
-        if not top:
-            try:
-                if not os.listdir(path) and os.lstat(path).st_mtime < cutoff:
-                    os.rmdir(path)
-                    report.removed_dirs += 1
-            except OSError:
-                pass
+                except OSError:
+                    report.errors += 1
+        finally:
+            os.close(fd)
+        if depth == 0:
+            return  # the workspace folder itself stays
+        try:
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode) and info.st_mtime < cutoff:
+                os.rmdir(name, dir_fd=parent_fd)  # fails on a non-empty folder, which stays
+                report.removed_dirs += 1
+        except OSError:
+            pass

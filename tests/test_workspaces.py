@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -143,3 +145,48 @@ def test_server_cleans_workspaces_periodically(make_server):
         time.sleep(0.2)
     assert not old.exists()
     assert new.exists()
+
+
+def test_cleanup_survives_a_folder_swapped_for_a_symlink_while_it_runs(tmp_path):
+    """A kernel may swap a sub-folder of its workspace for a link to somewhere else while
+    the clean-up (root) walks it: files out there must survive. The swap runs in a loop
+    from another process, racing many clean-ups."""
+    root = tmp_path / "ws"
+    spaces = Workspaces(str(root))
+    home = spaces.ensure("alice")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for i in range(50):
+        (outside / f"precious{i}").write_text("keep me")
+        age(outside / f"precious{i}", 10_000)
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, home, str(outside)])
+    try:
+        while not os.path.lexists(os.path.join(home, "sub")):
+            assert swapper.poll() is None
+            time.sleep(0.01)
+        for _ in range(10_000):
+            spaces.cleanup(max_age=3600)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert sorted(p.name for p in outside.iterdir()) == sorted(f"precious{i}" for i in range(50))
+
+
+# refills sub/ with old files, then keeps swapping it with a symlink to the outside folder
+SWAPPER = r"""
+import os, sys
+home, outside = sys.argv[1], sys.argv[2]
+sub, aside, link = (os.path.join(home, n) for n in ("sub", "aside", "link"))
+os.symlink(outside, link)
+while True:
+    os.makedirs(sub, exist_ok=True)
+    for i in range(20):
+        p = os.path.join(sub, f"f{i}")
+        open(p, "w").close()
+        os.utime(p, (1, 1))
+    for _ in range(20):
+        os.rename(sub, aside)
+        os.rename(link, sub)      # sub is now a link to the outside folder
+        os.rename(sub, link)
+        os.rename(aside, sub)
+"""

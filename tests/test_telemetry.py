@@ -130,6 +130,9 @@ def test_prometheus_metrics(observed):
     assert re.search(r'eda_gateway_executions_admitted_total\{source="notebook"\} [1-9]', text)
     assert re.search(r'eda_gateway_executions_refused_total\{reason="per_minute"\} [1-9]', text)
     assert re.search(r'eda_gateway_enforcement\{backend="(cgroup-v1|cgroup-v2|psutil)"\} 1\.0', text)
+    # the gauges name users: not for other users to read (nor for anonymous scrapers)
+    assert observed.get("/metrics", "bob").status_code == 403
+    assert observed.get("/metrics", None).status_code == 403
     assert observed.delete(f"/api/kernels/{kid}", "bob").status_code == 204
 
 

@@ -5,11 +5,13 @@ take over the routes:
 - POST /api/sessions: jupyter_server turns any error of ``create_session``
   into a 500; re-raise the ownership/quota HTTPError that caused it.
 - POST /api/shutdown: refusals in JSON, like every other API answer.
+- GET /metrics: admins only (when ``authenticate_prometheus``, the default): the
+  gauges are labelled by user, and jupyter_server lets any logged-in user read them.
 """
 
 from __future__ import annotations
 
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, PrometheusMetricsHandler
 from jupyter_server.services.shutdown import ShutdownHandler
 from jupyter_server.services.sessions.handlers import SessionRootHandler
 from tornado import web
@@ -30,7 +32,16 @@ class EDAShutdownHandler(ShutdownHandler):
     write_error = APIHandler.write_error
 
 
+class EDAMetricsHandler(PrometheusMetricsHandler):
+    async def prepare(self):
+        await super().prepare()
+        if self.settings["authenticate_prometheus"] and self.current_user is not None:
+            if not self.settings["eda_gateway"].is_admin(self.current_user.username):
+                raise web.HTTPError(403, "metrics are for admins")
+
+
 routes = [
+    (r"/metrics", EDAMetricsHandler),
     (r"/api/sessions", EDASessionRootHandler),
     (r"/api/shutdown", EDAShutdownHandler),
 ]

@@ -8,6 +8,7 @@ import sys
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
+from traitlets.utils.importstring import import_item
 
 from . import logscrub
 from .auth import EDAAuthorizer
@@ -127,14 +128,26 @@ class EDAGateway(ExtensionApp):
         serverapp.session_manager_class = EDASessionManager
         serverapp.authorizer_class = EDAAuthorizer
         install_factory(serverapp)  # every kernel starts through the sandbox's provisioner
-        if "kernel_websocket_connection_class" not in serverapp.config.get("ServerApp", {}):
-            from .websocket import EDAKernelWebsocketConnection
+        from .websocket import EDAKernelWebsocketConnection
 
-            serverapp.kernel_websocket_connection_class = EDAKernelWebsocketConnection
-        if "contents_manager_class" not in serverapp.config.get("ServerApp", {}):
-            serverapp.contents_manager_class = EDAContentsManager
+        self._use_unless_configured(serverapp, "kernel_websocket_connection_class", EDAKernelWebsocketConnection,
+                                    "notebook executions are not admitted (no rate limit over websockets)")
+        self._use_unless_configured(serverapp, "contents_manager_class", EDAContentsManager,
+                                    "files are not kept per user")
         for hook in self.link_hooks:
             hook(self, serverapp)
+
+    @staticmethod
+    def _use_unless_configured(serverapp, trait: str, ours: type, lost: str) -> None:
+        """An admin's own class wins; say so loudly unless it builds on ours."""
+        configured = serverapp.config.get("ServerApp", {}).get(trait)
+        if configured is None:
+            setattr(serverapp, trait, ours)
+            return
+        chosen = import_item(configured) if isinstance(configured, str) else configured
+        if not (isinstance(chosen, type) and issubclass(chosen, ours)):
+            serverapp.log.warning("eda_gateway: ServerApp.%s is configured to %r, not a subclass of %s.%s: %s",
+                                  trait, configured, ours.__module__, ours.__qualname__, lost)
 
     # Later services register here to adjust the server before it starts.
     link_hooks: list = []

@@ -129,3 +129,22 @@ def test_other_identity_providers_work_unchanged(tmp_path):
         assert kid not in {k["id"] for k in stranger.json()}
     finally:
         srv.stop()
+
+
+def test_an_admins_own_websocket_or_contents_class_is_used_and_the_lost_protection_named(tmp_path):
+    srv = GatewayServer(tmp_path, extra_config=(
+        "c.ServerApp.contents_manager_class = 'jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager'\n"
+        "from eda_gateway.websocket import EDAKernelWebsocketConnection\n"
+        "class Mine(EDAKernelWebsocketConnection): pass\n"
+        "c.ServerApp.kernel_websocket_connection_class = Mine\n"
+    ))
+    srv.start()
+    try:
+        log = srv.log()
+        assert "ServerApp.contents_manager_class is configured to" in log and "files are not kept per user" in log
+        assert "kernel_websocket_connection_class is configured" not in log  # builds on ours: no warning
+        assert srv.put("/api/contents/shared.txt", "alice", json={"type": "file", "format": "text",
+                                                                   "content": "x"}).status_code == 201
+        assert (srv.root_dir / "shared.txt").exists()  # the admin's manager: not in alice's folder
+    finally:
+        srv.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -341,10 +342,19 @@ def test_rest_and_websocket_share_the_per_minute_budget(tight):
         assert body["error"] == "rate_limited" and body["reason"] == "per_minute"
         assert int(refused.headers["Retry-After"]) >= 1
         assert body["retry_after_seconds"] > 0
+        assert refused.headers["RateLimit-Policy"] == '"exec";q=3;w=3600'
+        assert re.fullmatch(r'"exec";r=0;t=\d+', refused.headers["RateLimit"])
         over = ws.run("5")
         assert over.error["ename"] == "RateLimitExceeded"
         status = tight.get(f"{API}/rate-limit-status", "bob").json()
         assert status["executions_in_window"] == 3 and status["remaining"] == 0
+        # every answer of the API tells the caller where their budget stands
+        for path in ("system-stats", "datasets", "openapi.json"):
+            answer = tight.get(f"{API}/{path}", "bob")
+            assert answer.headers.get("RateLimit") == refused.headers["RateLimit"], (path, answer.headers)
+        carols = tight.get(f"{API}/datasets", "carol")  # each user's own budget
+        remaining = tight.get(f"{API}/rate-limit-status", "carol").json()["remaining"]
+        assert remaining > 0 and carols.headers["RateLimit"].startswith(f'"exec";r={remaining};')
         # another user is unaffected
         ok(run(tight, "secret", "1", user="carol"))
     finally:

@@ -8,11 +8,19 @@ from http import HTTPStatus
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from .ratelimit_headers import set_rate_limit_headers_for
+
 API_PREFIX = "/advanced-eda/api"
 
 
 class EDAAPIHandler(APIHandler):
-    """JSON in, JSON out; every error is ``{"error": CODE, "message": TEXT}``."""
+    """JSON in, JSON out; every error is ``{"error": CODE, "message": TEXT}``.
+    Every answer to a user tells them where their execution budget stands (RateLimit headers)."""
+
+    async def prepare(self):
+        await super().prepare()
+        if self.current_user is not None and "eda_gateway" in self.settings:
+            set_rate_limit_headers_for(self, self.username)
 
     @property
     def gateway(self):

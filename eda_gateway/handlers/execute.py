@@ -10,7 +10,8 @@ from tornado import web
 from ..datasets import DatasetError
 from ..execution import KernelGone, KernelUnavailable, RunRefused
 from .base import API_PREFIX, EDAAPIHandler
-from .ratelimit import set_rate_limit_headers_for, write_rate_limited
+from .ratelimit import write_rate_limited
+from .ratelimit_headers import set_rate_limit_headers_for
 
 EXECUTE_FIELDS = frozenset({"code"})
 

@@ -1,48 +1,18 @@
-"""Rate limiting over REST: the status endpoint, the 429 answer and the RateLimit headers.
-
-Headers follow the IETF RateLimit header fields draft:
-``RateLimit-Policy: "exec";q=10;w=60`` (quota per window) and
-``RateLimit: "exec";r=7;t=41`` (remaining now, seconds until the window frees a slot).
-"""
+"""Rate limiting over REST: the status endpoint and the 429 answer."""
 
 from __future__ import annotations
 
 import json
-import math
 
 from tornado import web
 
 from ..admission import Decision
 from .base import API_PREFIX, EDAAPIHandler
-
-POLICY_NAME = "exec"
-
-
-def _whole_seconds(seconds: float) -> int:
-    """Rounded up: waiting that long always works."""
-    return max(0, math.ceil(seconds - 1e-9))
-
-
-def set_rate_limit_headers(handler: web.RequestHandler, status: dict) -> None:
-    """Set RateLimit-Policy / RateLimit from a ``AdmissionService.status()`` dict."""
-    limits = status["limits"]
-    handler.set_header(
-        "RateLimit-Policy",
-        f'"{POLICY_NAME}";q={limits["max_executions_per_minute"]};w={_whole_seconds(limits["window_seconds"])}',
-    )
-    handler.set_header(
-        "RateLimit", f'"{POLICY_NAME}";r={status["remaining"]};t={_whole_seconds(status["reset_in_seconds"])}'
-    )
-
-
-def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> None:
-    """Set the RateLimit headers of ``username`` on any of our API answers."""
-    set_rate_limit_headers(handler, handler.settings["eda_gateway"].admission.status(username))
-
+from .ratelimit_headers import set_rate_limit_headers, whole_seconds
 
 def write_rate_limited(handler: web.RequestHandler, decision: Decision) -> None:
     """Finish ``handler`` with the 429 answer of CONTRACT.md for a refused ``decision``."""
-    wait = max(1, _whole_seconds(decision.retry_after_seconds))
+    wait = max(1, whole_seconds(decision.retry_after_seconds))
     handler.set_status(429)
     handler.set_header("Retry-After", str(wait))
     handler.set_header("Content-Type", "application/json")

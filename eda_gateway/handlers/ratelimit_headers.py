@@ -1,0 +1,35 @@
+"""The RateLimit headers every answer of our API carries (IETF RateLimit header fields draft).
+
+``RateLimit-Policy: "exec";q=10;w=60`` (quota per window) and
+``RateLimit: "exec";r=7;t=41`` (remaining now, seconds until the window frees a slot).
+"""
+
+from __future__ import annotations
+
+import math
+
+from tornado import web
+
+POLICY_NAME = "exec"
+
+
+def whole_seconds(seconds: float) -> int:
+    """Rounded up: waiting that long always works."""
+    return max(0, math.ceil(seconds - 1e-9))
+
+
+def set_rate_limit_headers(handler: web.RequestHandler, status: dict) -> None:
+    """Set RateLimit-Policy / RateLimit from a ``AdmissionService.status()`` dict."""
+    limits = status["limits"]
+    handler.set_header(
+        "RateLimit-Policy",
+        f'"{POLICY_NAME}";q={limits["max_executions_per_minute"]};w={whole_seconds(limits["window_seconds"])}',
+    )
+    handler.set_header(
+        "RateLimit", f'"{POLICY_NAME}";r={status["remaining"]};t={whole_seconds(status["reset_in_seconds"])}'
+    )
+
+
+def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> None:
+    """Set the RateLimit headers of ``username`` on any of our API answers."""
+    set_rate_limit_headers(handler, handler.settings["eda_gateway"].admission.status(username))

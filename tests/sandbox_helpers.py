@@ -29,9 +29,9 @@ c.EDAGateway.user_limits = {{"carol": {{"max_execution_time": 30, "max_memory_mb
 BACKENDS = ["cgroup", "psutil"]
 
 
-def start_confined(tmp, enforcement: str, extra: str = "") -> GatewayServer:
+def start_confined(tmp, enforcement: str, extra: str = "", env: dict | None = None) -> GatewayServer:
     """A server forced to one enforcement; without cgroups: skip, or fail under EDA_STRICT=1."""
-    srv = GatewayServer(tmp, extra_config=LIMITS.format(enforcement=enforcement) + extra)
+    srv = GatewayServer(tmp, extra_config=LIMITS.format(enforcement=enforcement) + extra, env=env or {})
     try:
         return srv.start()
     except RuntimeError:

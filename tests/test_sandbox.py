@@ -6,6 +6,8 @@ interrupt grace, 40% of one core, 64 processes (carol: 30 s, 256 MiB).
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 import psutil
@@ -68,11 +70,25 @@ c.EDAGateway.datasets = {{"scratch": {{"path": {folder!r}, "users": ["alice"]}}}
 HUGE_ALLOCATION = "block = bytearray(4 << 30)\nprint('survived')"
 
 
+# kernelspecs an admin may add next to the default one: each runs confined all the same
+OTHER_KERNELSPECS = {
+    "plain-python": {},
+    "local-python": {"kernel_provisioner": {"provisioner_name": "local-provisioner"}},
+}
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def confined(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"sandbox-{request.param}")
     (tmp / "scratch").mkdir()
-    srv = start_confined(tmp, request.param, SCRATCH_DATASET.format(folder=str(tmp / "scratch")))
+    jupyter_path = tmp / "jupyter_path"
+    for name, metadata in OTHER_KERNELSPECS.items():
+        (jupyter_path / "kernels" / name).mkdir(parents=True)
+        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": name, "language": "python", "env": {"SPEC_NAME": name}, "metadata": metadata}
+        (jupyter_path / "kernels" / name / "kernel.json").write_text(json.dumps(spec))
+    srv = start_confined(tmp, request.param, SCRATCH_DATASET.format(folder=str(tmp / "scratch")),
+                         env={"JUPYTER_PATH": str(jupyter_path)})
     yield srv
     srv.stop()
 
@@ -172,6 +188,22 @@ def test_one_huge_allocation_is_named_on_both_paths(confined):
     assert body["status"] == "error" and body["error"]["ename"] == "MemoryLimitExceeded", body
     assert "128 MiB" in body["error"]["evalue"]
     assert [o["ename"] for o in body["outputs"] if o["output_type"] == "error"] == ["MemoryLimitExceeded"]
+
+
+@pytest.mark.parametrize("spec", sorted(OTHER_KERNELSPECS))
+def test_every_kernelspec_runs_confined(confined, spec):
+    r = confined.post("/api/kernels", "alice", json={"name": spec})
+    assert r.status_code == 201, r.text
+    kid = r.json()["id"]
+    assert r.json()["name"] == spec
+    kc = confined.kernel_ws(kid, "alice")
+    assert kc.run("import os; os.environ['SPEC_NAME']").result == repr(spec)  # really that kernelspec
+    assert kernel_processes(kid), "the kernel carries no sandbox marker"
+    ex = kc.run(HUGE_ALLOCATION, timeout=90)
+    kc.close()
+    assert "survived" not in ex.stdout
+    assert ex.error["ename"] == "MemoryLimitExceeded", ex.error
+    assert confined.delete(f"/api/kernels/{kid}", "alice").status_code == 204
 
 
 def test_busy_loop_is_held_at_the_cpu_limit(confined):

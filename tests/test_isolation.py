@@ -23,18 +23,19 @@ import uuid
 import psutil
 import pytest
 
+from eda_gateway.users import user_id
 from harness import GatewayServer, start_failure
 
 STRICT = os.environ.get("EDA_STRICT") == "1"
 ATTACKS = (
     "read_connection_file", "zmq_execute", "iopub_sniff", "read_server_files", "read_bob_workspace",
-    "write_outside", "read_unassigned_dataset", "signal_outside",
+    "write_outside", "read_unassigned_dataset", "signal_outside", "plant_link",
 )
 # configuration -> attacks that must be stopped (the per-layer table of docs/isolation.md)
 STOPS = {
     "auto": set(ATTACKS),
     "landlock": set(ATTACKS),
-    "bwrap": set(ATTACKS),
+    "bwrap": set(ATTACKS) - {"plant_link"},  # the server's own path checks are what remain
     "landlock+network": set(ATTACKS),  # allow_network: connects open, but not to the ephemeral (kernel) ports
     "none": set(),
 }
@@ -80,6 +81,16 @@ for i, target in enumerate(P["write_targets"]):
     attempt(f"write_{{i}}", lambda: open(target, "w").write("alice was here"))
 attempt("read_unassigned_dataset", lambda: read(P["bob_dataset"]))
 attempt("signal_outside", lambda: os.kill(P["victim_pid"], signal.SIGKILL))
+
+def plant_link():
+    # a link in her own folder to bob's, for the file API (root) to follow
+    try:
+        os.symlink(P["bob_folder"], P["link"])
+    except PermissionError:  # or made elsewhere and moved in
+        made = os.path.join(os.environ["EDA_WORKSPACE"], "to-bob")
+        os.symlink(P["bob_folder"], made)
+        os.rename(made, P["link"])
+attempt("plant_link", plant_link)
 print(json.dumps(out))
 '''
 
@@ -173,13 +184,15 @@ class Scenario:
             os.path.join(os.path.dirname(self.bob_secret), f"attack-{token}"),
             os.path.join(self.srv.root_dir, f"attack-{token}"),
         ]
+        assert self.srv.get("/api/contents", "alice").status_code == 200  # makes her folder
+        self.link = os.path.join(self.srv.root_dir, user_id("alice"), f"to-bob-{token}")
 
     def params(self) -> str:
         return json.dumps({
             "bob_connection_file": self.bob_connection_file, "stolen": self.stolen,
             "runtime_dir": str(self.srv.runtime_dir), "bob_secret": self.bob_secret,
             "write_targets": self.write_targets, "bob_dataset": str(self.data / "bob.csv"),
-            "victim_pid": self.victim.pid,
+            "victim_pid": self.victim.pid, "bob_folder": os.path.dirname(self.bob_secret), "link": self.link,
         })
 
     def attack(self) -> dict[str, str]:
@@ -192,6 +205,8 @@ class Scenario:
         results["zmq_execute"] = "succeeded" if pwned else f"stopped ({results['zmq_execute']})"
         written = [t for t in self.write_targets if os.path.exists(t)]
         results["write_outside"] = f"succeeded: {written}" if written else "stopped"
+        if not os.path.islink(self.link):
+            results["plant_link"] = f"stopped ({results['plant_link']})"
         time.sleep(0.2)
         results["signal_outside"] = "stopped" if self.victim.poll() is None else "succeeded: victim killed"
         results["iopub_sniff"] = self.sniff()
@@ -219,6 +234,8 @@ class Scenario:
         for target in self.write_targets:
             if os.path.exists(target):
                 os.remove(target)
+        if os.path.islink(self.link):
+            os.remove(self.link)
 
 
 @pytest.fixture(scope="module", params=list(STOPS))

@@ -30,7 +30,10 @@ FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) 
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = (1 << 16) - 1 & ~(MAKE_CHAR | MAKE_BLOCK)  # everything but creating device nodes
+# Everything but device nodes and symlinks. A link a kernel could plant (or swap in for a
+# folder mid-request) would lead the server, which may read everything, out of the user's
+# folder; renaming one in from elsewhere needs MAKE_SYM at the destination too.
+WRITE = (1 << 16) - 1 & ~(MAKE_CHAR | MAKE_BLOCK | MAKE_SYM)
 
 BIND_TCP, CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6

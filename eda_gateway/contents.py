@@ -89,11 +89,25 @@ class UserRootMixin:
         username = current_username()
         gateway = self._owner_gateway()
         isolation = getattr(gateway, "isolation", None)
-        if username is None or isolation is None or gateway.is_admin(username):
+        if username is None or isolation is None:
             return
-        uid = isolation.uid_of_files(username)
+        if gateway.is_admin(username):
+            uid = self._owner_of_user_folder(os_path)
+        else:
+            uid = isolation.uid_of_files(username)
         if uid is not None:
             os.chown(os_path, uid, uid, follow_symlinks=False)
+
+    def _owner_of_user_folder(self, os_path: str) -> int | None:
+        """An admin writing into a user's folder: that folder's owner, once it is a
+        user's uid (their kernel has run); None for root-owned or shared places."""
+        server_root = os.path.realpath(self.root_dir)
+        relative = os.path.relpath(os.path.realpath(os_path), server_root)
+        top = relative.split(os.sep, 1)[0]
+        if relative == "." or top in ("", "..") or os.sep not in relative:
+            return None  # the root itself, outside it, or a file right in the root
+        owner = os.stat(os.path.join(server_root, top), follow_symlinks=False).st_uid
+        return owner or None
 
 
 class EDAFileCheckpoints(UserRootMixin, AsyncFileCheckpoints):

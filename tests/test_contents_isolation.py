@@ -208,6 +208,8 @@ with open("upload.csv", "a") as f:
 with open("from-browser/out.txt", "w") as f:
     f.write("written by the kernel")
 shutil.rmtree(".ipynb_checkpoints")
+with open("from-admin.txt", "a") as f:
+    f.write(" and carol")
 print("ok", os.getuid())
 """
 
@@ -220,6 +222,8 @@ def test_what_the_api_makes_the_users_kernel_may_change(server):
     assert server.post("/api/contents/upload.csv/checkpoints", "carol").status_code == 201
     kid = server.start_kernel("carol", name="python3", path="")
     try:
+        # an admin drops a file into carol's folder, now that it belongs to her kernel's uid
+        assert put_text(server, "admin", "carol/from-admin.txt", "from the admin").status_code == 201
         client = server.kernel_ws(kid, "carol")
         ran = client.run(USE_WHAT_THE_API_MADE)
         client.close()
@@ -229,3 +233,4 @@ def test_what_the_api_makes_the_users_kernel_may_change(server):
         server.delete(f"/api/kernels/{kid}", "carol")
     assert server.get("/api/contents/upload.csv", "carol").json()["content"] == "x\n1\n3\n"
     assert server.get("/api/contents/from-browser/out.txt", "carol").json()["content"] == "written by the kernel"
+    assert server.get("/api/contents/from-admin.txt", "carol").json()["content"] == "from the admin and carol"

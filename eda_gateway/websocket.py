@@ -54,6 +54,16 @@ def ending_messages(
     ]
 
 
+def _check_part_count(frame, width: int, byteorder: str, minimum: int) -> None:
+    """A binary frame starts with its part count; jupyter_server's parsers trust it and
+    build a list (or a struct format) that long: 2**64 from one frame hangs the server."""
+    if not isinstance(frame, bytes) or len(frame) < width:
+        raise TypeError("a binary frame was expected")
+    count = int.from_bytes(frame[:width], byteorder, signed=width == 4)
+    if not minimum <= count <= len(frame) // width:
+        raise ValueError(f"a frame cannot hold {count} parts")
+
+
 def renamed(content: dict, verdict: Verdict) -> dict:
     """An error / execute_reply content renamed to the sandbox's verdict."""
     return {
@@ -109,26 +119,16 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     def handle_incoming_message(self, incoming_msg) -> None:
         if not self.channels:
             return super().handle_incoming_message(incoming_msg)
-        if self.subprotocol == V1:
-            channel, msg_list = deserialize_msg_from_ws_v1(incoming_msg)
-            header = None
-            if channel in ("shell", "control"):  # where a kernel takes execute_request
-                header = self.session.unpack(msg_list[0])
-        else:
-            msg = (
-                deserialize_binary_message(incoming_msg)
-                if isinstance(incoming_msg, bytes)
-                else json.loads(incoming_msg)
-            )
-            channel = msg.pop("channel", None) or "shell"
-            header = msg.get("header")
+        try:
+            channel, header, msg = self._parse(incoming_msg)
+        except Exception as e:  # whatever a client sends: drop it, keep the socket
+            self.log.warning("eda_gateway: dropped a malformed kernel message from %s (%s)",
+                             self.username, type(e).__name__)
+            return
         if channel not in self.channels:
             self.log.warning("No such channel: %r", channel)
             return
         if header is not None:
-            if not isinstance(header, dict):
-                self.log.warning("eda_gateway: dropped a message whose header is not an object")
-                return
             allowed_types = self.multi_kernel_manager.allowed_message_types
             if allowed_types and header.get("msg_type") not in allowed_types:
                 self.log.warning("Received message of type %r, which is not allowed.", header.get("msg_type"))
@@ -140,10 +140,46 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
                 if not self._admit(header):
                     return
         stream = self.channels[channel]
+        try:
+            if self.subprotocol == V1:
+                self.session.send_raw(stream, msg)
+            else:
+                self.session.send(stream, msg)
+        except Exception as e:  # e.g. content that is not JSON: nothing reached the kernel
+            self.log.warning("eda_gateway: could not pass a message of %s to the kernel (%s)",
+                             self.username, type(e).__name__)
+            if header is not None and header.get("msg_type") == "execute_request":
+                msg_id = header.get("msg_id")  # admitted above, so a string
+                self.gateway.admission.finish(self.kernel_id, msg_id)
+                self._inflight.pop(msg_id, None)
+
+    def _parse(self, incoming_msg) -> tuple[str, dict | None, object]:
+        """(channel, header or None, what to forward); raises on a malformed message."""
         if self.subprotocol == V1:
-            self.session.send_raw(stream, msg_list)
+            _check_part_count(incoming_msg, 8, "little", minimum=6)  # channel, 4 parts, end
+            channel, msg_list = deserialize_msg_from_ws_v1(incoming_msg)
+            header = None
+            if channel in ("shell", "control"):  # where a kernel takes execute_request
+                header = self.session.unpack(msg_list[0])
+            forward = msg_list
         else:
-            self.session.send(stream, msg)
+            if isinstance(incoming_msg, bytes):
+                _check_part_count(incoming_msg, 4, "big", minimum=1)
+                msg = deserialize_binary_message(incoming_msg)
+            else:
+                msg = json.loads(incoming_msg)
+            if not isinstance(msg, dict):
+                raise TypeError("a message is a JSON object")
+            channel = msg.pop("channel", None) or "shell"
+            header = msg.get("header")
+            if header is None:
+                raise KeyError("header")
+            for part in ("parent_header", "metadata", "content"):
+                msg.setdefault(part, {})  # Session.send needs them all
+            forward = msg
+        if header is not None and not isinstance(header, dict):
+            raise TypeError("a header is a JSON object")
+        return channel, header, forward
 
     def _admit(self, header: dict) -> bool:
         msg_id = header.get("msg_id")

@@ -6,6 +6,7 @@ stays cheap, yet long enough for a burst of executions on a slow host; each test
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ PROTOCOLS = [pytest.param(None, id="legacy"), pytest.param(V1, id="v1")]
 STATUS = "/advanced-eda/api/rate-limit-status"
 WINDOW = 10.0
 
-USERS = ["p_legacy", "p_v1", "other", "conc", "burst", "life_legacy", "life_v1", "odd_legacy", "odd_v1"]
+USERS = ["p_legacy", "p_v1", "other", "conc", "burst", "life_legacy", "life_v1", "odd_legacy", "odd_v1", "junk_legacy", "junk_v1"]
 CONFIG = f"""
 c.EDARateLimiter.window_seconds = {WINDOW}
 c.EDARateLimiter.max_executions_per_minute = 10
@@ -371,5 +372,31 @@ def test_requests_admission_cannot_count_are_refused_and_never_run(gw, kernels, 
         assert probe.result == "(None, None, 1)"
         # counted: the one copy that ran and the probe
         assert status(gw, user)["executions_in_window"] == 2
+    finally:
+        kc.close()
+
+
+JUNK_TEXT = ["not json", "[]", "5", '{"header": "x"}', '{"channel": "shell"}', '{"header": {"msg_id": 1}, "channel": "nochan"}']
+# binary frames whose part counts lie: 2**64-1 parts (v1), 2**31-1 (legacy) in a few bytes
+JUNK_BINARY = [b"", b"\x00" * 3, b"\xff" * 64, b"\x7f\xff\xff\xff" + b"\x00" * 12, (8).to_bytes(8, "little") * 3]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_malformed_frames_are_dropped_and_the_socket_lives_on(gw, kernels, protocol):
+    user = "junk_legacy" if protocol is None else "junk_v1"
+    (kid,) = kernels(user)
+    kc = gw.kernel_ws(kid, user, protocol)
+    try:
+        for frame in JUNK_TEXT:
+            kc.ws.send(frame)
+        for frame in JUNK_BINARY:
+            kc.ws.send_binary(frame)
+        if protocol is None:
+            # a bare execute_request (no parent_header, metadata, content): admitted, ended
+            kc.ws.send(json.dumps({"header": execute_message(kc, "")["header"], "channel": "shell"}))
+        assert kc.run("6 * 7").result == "42"
+        s = wait_until_no_lease(gw, user, timeout=10)
+        assert s["executions_in_window"] == (2 if protocol is None else 1)
+        assert "Uncaught exception" not in gw.log()
     finally:
         kc.close()

@@ -19,8 +19,9 @@ from jupyter_server.base.handlers import AuthenticatedFileHandler
 from jupyter_server.services.contents.filecheckpoints import AsyncFileCheckpoints
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado.web import HTTPError
-from traitlets import default
+from traitlets import Float, default, validate
 
+from .limits import require_positive
 from .users import InvalidUsername, current_username, user_id
 from .workspaces import ensure_private_dir
 
@@ -151,6 +152,31 @@ class UserFilesHandler(AuthenticatedFileHandler):
 
 class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
     """Contents API rooted per user."""
+
+    max_read_mb = Float(
+        100,
+        config=True,
+        help="Largest file the contents API reads into the server's memory (MB). A kernel can "
+        "write a file of many GB; opening it in JupyterLab would load it whole, base64 and all, "
+        "into the one server everybody shares. /files/ still streams it.",
+    )
+
+    @validate("max_read_mb")
+    def _positive(self, proposal):
+        return require_positive(proposal)
+
+    async def get(self, path, content=True, type=None, format=None, **kwargs):
+        if content:
+            os_path = self._get_os_path(path)
+            if os.path.isfile(os_path):
+                size = os.stat(os_path).st_size
+                if size > self.max_read_mb * 1e6:
+                    raise HTTPError(
+                        413,
+                        f"{path} is {size / 1e6:.0f} MB, more than the {self.max_read_mb:g} MB the contents "
+                        "API reads; read it in a kernel, or download it from /files/".replace("%", "%%"),
+                    )
+        return await super().get(path, content=content, type=type, format=format, **kwargs)
 
     @default("checkpoints_class")
     def _checkpoints_class_default(self):

@@ -19,6 +19,7 @@ BAD = [
     ("c.EDAGateway.user_limits = {'@analysts': {'max_memory_mb': -3}}", "user_limits"),
     ("c.EDAGateway.datasets = {'sales': {'path': '/nonexistent/sales.csv'}}", "datasets"),
     ("c.EDAIdentityProvider.user_tokens = {'eve': 'sha256:nothex'}", "user_tokens"),
+    ("c.EDAContentsManager.max_read_mb = 0", "max_read_mb"),
 ]
 
 

@@ -6,7 +6,15 @@ import shutil
 import pytest
 import requests
 
-from harness import TOKENS
+from harness import TOKENS, GatewayServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The default server, with a 1 MB read limit on the contents API."""
+    srv = GatewayServer(tmp_path_factory.mktemp("contents"), extra_config="c.EDAContentsManager.max_read_mb = 1\n")
+    yield srv.start()
+    srv.stop()
 
 
 def put_text(server, user, path, text):
@@ -234,3 +242,17 @@ def test_what_the_api_makes_the_users_kernel_may_change(server):
     assert server.get("/api/contents/upload.csv", "carol").json()["content"] == "x\n1\n3\n"
     assert server.get("/api/contents/from-browser/out.txt", "carol").json()["content"] == "written by the kernel"
     assert server.get("/api/contents/from-admin.txt", "carol").json()["content"] == "from the admin and carol"
+
+
+def test_a_huge_file_is_refused_by_the_contents_api_and_streamed_by_files(server):
+    """A kernel can write a file of many GB; the contents API would read it whole into the
+    shared server's memory (base64 and all). Here the limit is 1 MB (conftest)."""
+    big = server.root_dir / "alice" / "big.csv"
+    with open(big, "wb") as f:
+        f.truncate(3_000_000)  # sparse: 3 MB on paper
+    r = server.get("/api/contents/big.csv", "alice")
+    assert r.status_code == 413, r.text
+    assert "3 MB" in r.json()["message"] and "/files/" in r.json()["message"]
+    assert server.get("/api/contents/big.csv", "alice", params={"content": "0"}).json()["size"] == 3_000_000
+    assert len(server.get("/files/big.csv", "alice").content) == 3_000_000
+    big.unlink()

@@ -34,6 +34,9 @@ class ConfigurationError(Exception):
     """A setting that stops start-up; the message names the setting."""
 
 
+MAX_BODY_BYTES = 100 * 1024 * 1024  # the server's request body cap, unless an admin sets ServerApp's
+
+
 class EDAGateway(ExtensionApp):
     """Share one Jupyter server safely: owned kernels, sandbox limits, fair budgets."""
 
@@ -134,6 +137,13 @@ class EDAGateway(ExtensionApp):
                                     "notebook executions are not admitted (no rate limit over websockets)")
         self._use_unless_configured(serverapp, "contents_manager_class", EDAContentsManager,
                                     "files are not kept per user")
+        # jupyter_server reads up to 512 MB of body into memory per request (and holds ~3x
+        # that while decoding it): a few uploads at once and the shared server is gone.
+        # JupyterLab uploads big files in 1 MB chunks, so a smaller cap costs users nothing.
+        if "max_body_size" not in serverapp.config.get("ServerApp", {}):
+            serverapp.max_body_size = MAX_BODY_BYTES
+        if "max_buffer_size" not in serverapp.config.get("ServerApp", {}):
+            serverapp.max_buffer_size = MAX_BODY_BYTES
         for hook in self.link_hooks:
             hook(self, serverapp)
 

@@ -256,3 +256,15 @@ def test_a_huge_file_is_refused_by_the_contents_api_and_streamed_by_files(server
     assert server.get("/api/contents/big.csv", "alice", params={"content": "0"}).json()["size"] == 3_000_000
     assert len(server.get("/files/big.csv", "alice").content) == 3_000_000
     big.unlink()
+
+
+def test_bodies_past_the_servers_cap_are_refused_before_they_fill_its_memory(server):
+    """jupyter_server would take 512 MB per request (x3 while decoding): eda_gateway caps
+    bodies at 100 MB; the execution API still answers its JSON 413 for any size."""
+    huge = b'{"type": "file", "format": "text", "content": "' + b"y" * (101 << 20) + b'"}'
+    r = server.put("/api/contents/huge.txt", "alice", data=huge, timeout=60)
+    assert r.status_code == 400
+    assert server.get("/api/contents/huge.txt", "alice").status_code == 404
+    r = server.post("/advanced-eda/api/execute-custom-code/any", "alice", data=huge, timeout=60)
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+    assert server.get("/api/status", "alice").status_code == 200

@@ -14,6 +14,7 @@ from .ratelimit import write_rate_limited
 from .ratelimit_headers import set_rate_limit_headers_for
 
 EXECUTE_FIELDS = frozenset({"code"})
+DRAIN_BODY_BYTES = 1 << 30
 
 
 @web.stream_request_body
@@ -23,6 +24,12 @@ class ExecuteCodeHandler(EDAAPIHandler):
     def initialize(self):
         self._body = bytearray()
         self._body_size = 0
+
+    async def prepare(self):
+        # Past the server's body cap tornado would close with a bare 400; this body is
+        # read and dropped beyond max_code_bytes, so reading on costs no memory.
+        self.request.connection.set_max_body_size(DRAIN_BODY_BYTES)
+        await super().prepare()
 
     @property
     def max_code_bytes(self) -> int:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import errno
 import os
+from functools import cached_property
 
 from jupyter_server.base.handlers import AuthenticatedFileHandler
+from nbformat.sign import NotebookNotary
 from jupyter_server.services.contents.filecheckpoints import AsyncFileCheckpoints
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado.web import HTTPError
@@ -160,6 +162,34 @@ class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
         "write a file of many GB; opening it in JupyterLab would load it whole, base64 and all, "
         "into the one server everybody shares. /files/ still streams it.",
     )
+
+    @property
+    def notary(self):
+        """Each user signs (trusts) notebooks with their own secret and database.
+
+        jupyter_server keeps one notary for the server: a notebook alice trusts (or saves
+        with ``trusted`` cells) would be trusted for everyone, and its HTML/JavaScript
+        outputs would run in an admin's browser session when the admin opens it.
+        """
+        username = current_username()
+        if username is None:
+            return self._shared_notary
+        notary = self._notaries.get(username)
+        if notary is None:
+            base = self._shared_notary.data_dir
+            os.makedirs(base, exist_ok=True)
+            folder = ensure_private_dir(os.path.join(ensure_private_dir(os.path.join(base, "eda_notary")),
+                                                     user_id(username)))
+            notary = self._notaries[username] = NotebookNotary(parent=self, data_dir=folder)
+        return notary
+
+    @cached_property
+    def _shared_notary(self):
+        return NotebookNotary(parent=self)
+
+    @cached_property
+    def _notaries(self) -> dict:
+        return {}
 
     @validate("max_read_mb")
     def _positive(self, proposal):

@@ -268,3 +268,29 @@ def test_bodies_past_the_servers_cap_are_refused_before_they_fill_its_memory(ser
     r = server.post("/advanced-eda/api/execute-custom-code/any", "alice", data=huge, timeout=60)
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
     assert server.get("/api/status", "alice").status_code == 200
+
+
+NOTEBOOK = {"cells": [{"cell_type": "code", "source": "x", "metadata": {"trusted": True}, "execution_count": 1,
+                       "outputs": [{"output_type": "display_data", "metadata": {},
+                                    "data": {"text/html": "<script>fetch('/api/terminals', {method: 'POST'})</script>"}}]}],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def trusted_cells(server, user, path):
+    r = server.get(f"/api/contents/{path}", user)
+    assert r.status_code == 200, r.text
+    return [c["metadata"].get("trusted") for c in r.json()["content"]["cells"]]
+
+
+def test_notebook_trust_is_per_user(server):
+    """A notebook alice trusts must not be trusted for the admin who opens it: its
+    JavaScript would run in the admin's session (and admins may open terminals)."""
+    r = server.put("/api/contents/trusted.ipynb", "alice", json={"type": "notebook", "content": NOTEBOOK})
+    assert r.status_code == 201, r.text
+    assert server.post("/api/contents/trusted.ipynb/trust", "alice").status_code == 201
+    assert trusted_cells(server, "alice", "trusted.ipynb") == [True]
+    assert trusted_cells(server, "admin", "alice/trusted.ipynb") == [False]
+    # the admin may trust it for themself; alice's trust is unchanged
+    assert server.post("/api/contents/alice/trusted.ipynb/trust", "admin").status_code == 201
+    assert trusted_cells(server, "admin", "alice/trusted.ipynb") == [True]
+    assert trusted_cells(server, "alice", "trusted.ipynb") == [True]

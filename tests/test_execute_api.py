@@ -229,6 +229,34 @@ def test_huge_output_is_cut_with_a_marker(server):
     assert small["truncated"] is False and stdout(small) == "fine\n"
 
 
+HOSTILE_OUTPUT = """
+class Loud(Exception):
+    def _render_traceback_(self):
+        return ["frame %d" % i for i in range(300_000)]  # ~4 MB of traceback
+from IPython.display import display
+for i in range(300):
+    display({"text/plain": "x" * 50}, raw=True, display_id="shared")  # one id, many outputs
+h = display({"text/plain": "y"}, raw=True, display_id="shared")
+for i in range(300):
+    h.update({"text/plain": "z" * (i % 7)}, raw=True)
+raise Loud("e" * 100_000)
+"""
+
+
+def test_hostile_output_is_cut_in_linear_time(server):
+    """The kernel is untrusted: a 300,000-line traceback and hundreds of display updates
+    (each touching hundreds of outputs) are cut to the limit without stalling the server
+    (trimming the traceback a line at a time, re-serialising it each time, took hours)."""
+    r = run(server, "sales", HOSTILE_OUTPUT)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "error" and body["truncated"] is True
+    assert body["error"]["ename"] == "Loud"
+    assert body["error"]["traceback"][-1] == "frame 299999"  # the innermost frames are kept
+    assert len(json.dumps(body["outputs"])) < 2 * 2000 + 500
+    ok(run(server, "sales", "'still fine'"))
+
+
 # --- who may use what -----------------------------------------------------------
 
 

@@ -21,3 +21,11 @@ def test_admin_reaches_jupyterlabs_own_handler(server):
     # an invalid command: JupyterLab's own validation answers (422), not our guard
     r = server.post("/lab/api/plugins", "admin", json={"cmd": "explode", "plugin_name": PLUGIN})
     assert r.status_code == 422, r.text
+
+
+def test_non_admin_cannot_build_or_cancel_a_build(server):
+    """A build runs yarn and webpack as the server's user, outside every kernel limit."""
+    for method in ("POST", "DELETE"):
+        r = server.request(method, "/lab/api/build", "bob")
+        assert r.status_code == 403, (method, r.text)
+    assert server.get("/lab/api/build", "bob").status_code == 200  # the status stays readable

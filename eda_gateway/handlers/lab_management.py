@@ -1,4 +1,4 @@
-"""Installing or enabling JupyterLab extensions and plugins is for admins.
+"""Installing or enabling JupyterLab extensions and plugins, and rebuilding JupyterLab, is for admins.
 
 JupyterLab's ``/lab/api/extensions`` (pip install into the server's
 environment) and ``/lab/api/plugins`` (enable/disable for everyone) only check
@@ -14,7 +14,9 @@ from tornado import web
 from tornado.routing import Router
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-GUARDED = ("ExtensionHandler", "PluginHandler")  # jupyterlab.handlers.*_manager_handler
+# jupyterlab.handlers.*_manager_handler, and build_handler: a build runs yarn and webpack
+# as the server's user, outside every kernel limit, and one user could cancel another's
+GUARDED = ("ExtensionHandler", "PluginHandler", "BuildHandler")
 
 
 class AdminOnlyWritesMixin:
@@ -25,7 +27,7 @@ class AdminOnlyWritesMixin:
         gateway = self.settings.get("eda_gateway")
         user = self.current_user
         if user is None or gateway is None or not gateway.is_admin(user.username):
-            raise web.HTTPError(403, "only admins may install, remove, enable or disable JupyterLab extensions")
+            raise web.HTTPError(403, "only admins may install, remove, enable or disable JupyterLab extensions, or build JupyterLab")
 
 
 def _walk_rules(router):

@@ -5,7 +5,9 @@
  */
 import { BroadcastChannel } from 'worker_threads';
 
-import { formatBytes, formatDuration, IChannel, levelOf, ResourceModel } from '../src/model';
+import { Poll } from '@lumino/polling';
+
+import { formatBytes, formatDuration, IChannel, levelOf, MAX_BACKOFF_MS, ResourceModel } from '../src/model';
 import { IRateLimitStatus, ISystemStats, IVerdict } from '../src/types';
 
 function status(overrides: Partial<IRateLimitStatus> = {}): IRateLimitStatus {
@@ -71,7 +73,7 @@ class FakeServer {
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
-async function until(check: () => boolean, timeoutMs = 3000): Promise<void> {
+async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) {
@@ -187,7 +189,7 @@ describe('ResourceModel', () => {
     await model.refresh();
     const before = server.count();
     server.current = status({ status: 'normal' });
-    await until(() => model.level === 'normal', 2000);
+    await until(() => model.level === 'normal', 10_000);
     expect(server.count()).toBe(before + 1);
   });
 
@@ -219,15 +221,31 @@ describe('ResourceModel', () => {
   });
 
   it('backs off: after failures the next poll waits longer than the interval', async () => {
-    const server = new FakeServer();
-    server.fail = new Error('down');
-    const model = makeModel(server, { intervalSeconds: 0.05 });
-    await model.start();
-    await sleep(600);
-    // without back-off a 50 ms interval would make ~12 requests in 600 ms
-    const calls = server.count();
-    expect(calls).toBeGreaterThanOrEqual(2);
-    expect(calls).toBeLessThan(8);
+    // Lumino picks each back-off at random in [interval, last * 3]: take the top of the
+    // range so that the schedule is exact, and read it from the poll, not from a clock.
+    const random = jest.spyOn(Math, 'random').mockReturnValue(0.999999);
+    try {
+      const server = new FakeServer();
+      server.fail = new Error('down');
+      const model = makeModel(server, { intervalSeconds: 0.05 });
+      const poll = (model as any)._poll as Poll;
+      const waits: number[] = [];
+      poll.ticked.connect((_, state) => {
+        if (state.phase === 'rejected') {
+          waits.push(state.interval);
+        }
+      });
+      await model.start();
+      // each wait triples (from the immediate first poll): 1, 4, 13, 40, 121, 364 ms
+      await until(() => waits.length >= 6, 10_000);
+      for (let i = 1; i < waits.length; i++) {
+        expect(waits[i]).toBeGreaterThan(waits[i - 1]);
+      }
+      expect(waits[5]).toBeGreaterThan(3 * 50); // well past the 50 ms interval
+      expect(Math.max(...waits)).toBeLessThanOrEqual(MAX_BACKOFF_MS);
+    } finally {
+      random.mockRestore();
+    }
   });
 
   it('stands by while the page is hidden', async () => {
@@ -238,7 +256,7 @@ describe('ResourceModel', () => {
     await sleep(300);
     expect(server.count()).toBe(0);
     hidden = false;
-    await until(() => server.count() > 0, 2000);
+    await until(() => server.count() > 0, 10_000);
   });
 
   it('applies a new refresh interval to the poll', async () => {
@@ -248,7 +266,7 @@ describe('ResourceModel', () => {
     await until(() => server.count() === 1);
     model.intervalSeconds = 1;
     expect(model.intervalSeconds).toBe(1);
-    await until(() => server.count() >= 3, 2600); // at once, then after 1 s
+    await until(() => server.count() >= 3, 10_000); // at once, then after 1 s
   });
 
   it('sees other users only when the server sends their kernels (admins)', async () => {

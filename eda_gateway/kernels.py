@@ -59,7 +59,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
     def kernels_of(self, username: str) -> list[str]:
         return [kid for kid, owner in self._owners.items() if owner == username and kid in self]
 
-    def _may_act_on(self, kernel_id: str, username: str | None) -> bool:
+    def may_act_on(self, kernel_id: str, username: str | None) -> bool:
         gateway = self.gateway
         if username is None or (gateway and gateway.is_admin(username)):
             return True
@@ -116,7 +116,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
         if kernel_id is not None:
             kernel_id = _require_uuid(kernel_id)
             if kernel_id in self:
-                if not self._may_act_on(kernel_id, owner):
+                if not self.may_act_on(kernel_id, owner):
                     raise HTTPError(403, "This kernel belongs to another user")
                 return kernel_id
         self._check_quota(owner)
@@ -146,7 +146,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
 
     def list_kernels(self):
         username = current_username()
-        return [k for k in super().list_kernels() if self._may_act_on(k["id"], username)]
+        return [k for k in super().list_kernels() if self.may_act_on(k["id"], username)]
 
     async def restart_kernel(self, kernel_id, now=False):
         result = await super().restart_kernel(kernel_id, now=now)

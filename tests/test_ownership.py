@@ -151,3 +151,27 @@ def test_language_server_sockets_are_for_admins(server):
 def test_only_admins_shut_the_server_down(server):
     assert_json_403(server.post("/api/shutdown", "bob"))
     assert server.get("/api/status", "bob").status_code == 200
+
+
+def resolved(server, user, path, kernel):
+    r = server.get("/api/resolvePath", user, params={"path": path, "kernel": kernel})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_resolve_path_keeps_to_the_callers_kernels_and_folders(server, alice_kernel):
+    """jupyter_server's /api/resolvePath answered for anyone's kernel, and its kernel
+    scope said whether any path on the host exists (checked as root)."""
+    assert server.put("/api/contents/mine.txt", "alice", json={"type": "file", "format": "text",
+                                                                "content": "x"}).status_code == 201
+    own_file = str(server.root_dir / "alice" / "mine.txt")
+    answer = resolved(server, "alice", own_file, alice_kernel)
+    assert {"scope": "kernel", "path": own_file} in answer["resolved"]
+    for elsewhere in ("/etc/passwd", "~/.bashrc", str(server.runtime_dir)):
+        answer = resolved(server, "alice", elsewhere, alice_kernel)
+        assert not [e for e in answer["resolved"] if e["scope"] == "kernel"], (elsewhere, answer)
+    # bob cannot use alice's kernel to probe her folder: answered as an unknown kernel
+    answer = resolved(server, "bob", own_file, alice_kernel)
+    assert not [e for e in answer["resolved"] if e["scope"] == "kernel"], answer
+    unknown = resolved(server, "bob", own_file, str(uuid.uuid4()))
+    assert [u["reason"].split()[-3:] for u in answer["unresolved"]] == [u["reason"].split()[-3:] for u in unknown["unresolved"]]

@@ -12,11 +12,13 @@ every kernelspec, including one naming another provisioner, gets ours.
 
 from __future__ import annotations
 
+import pathlib
 from importlib.metadata import EntryPoint
 from typing import Any
 
 from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
 
+from ..contents import inside, user_root
 from ..isolation import wrap_launch
 
 PROVISIONER_NAME = "eda-sandbox-provisioner"
@@ -43,6 +45,25 @@ class EDAProvisioner(LocalProvisioner):
         owner_of = getattr(mapping, "owner_of", None)
         owner = (owner_of(self.kernel_id) if owner_of else None) or ""
         return sandbox, owner
+
+    def resolve_path(self, path_str: str) -> str | None:
+        """A path as the kernel sees it (``/api/resolvePath``), only inside the owner's
+        folders: LocalProvisioner answers for any path (``~``, ``/root/...``), checked by
+        the server as root, which tells anyone whether a file exists anywhere."""
+        path = pathlib.Path(path_str)
+        if not path.is_absolute():
+            if not self.cwd:
+                return None
+            path = pathlib.Path(self.cwd) / path
+        mapping = getattr(self.parent, "parent", None)
+        gateway = getattr(mapping, "eda_gateway", None)
+        owner = mapping.owner_of(self.kernel_id) if mapping is not None and hasattr(mapping, "owner_of") else None
+        if gateway is None or not owner:
+            return None
+        folders = [user_root(gateway.serverapp.root_dir, owner, gateway), gateway.workspaces.path_for(owner)]
+        if path.exists() and any(inside(str(path), folder) for folder in folders):
+            return path.resolve().as_posix()
+        return None
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         sandbox, owner = self._sandbox_and_owner()

@@ -285,6 +285,7 @@ class ManagedKernel:
     notice: str = ""  # told once, with the next result (e.g. df could not be loaded)
     expect_restart: bool = False  # the last run saw the process killed: wait for its successor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    drain: asyncio.Task | None = None  # reads (and drops) iopub between runs
 
 
 class DatasetKernels:
@@ -401,8 +402,34 @@ class DatasetKernels:
                 self._close_client(managed)
                 del self._kernels[key]
 
+    async def hold(self, managed: ManagedKernel) -> None:
+        """Stop draining: a run (``managed.lock`` held) reads the iopub channel now."""
+        if managed.drain is not None:
+            managed.drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await managed.drain
+            managed.drain = None
+
+    def let_go(self, managed: ManagedKernel) -> None:
+        """Between runs, drop what the kernel still publishes (a background thread may
+        print for hours): unread, it would pile up in the server's memory, up to ZeroMQ's
+        1000 messages of any size."""
+        if managed.client is not None and managed.drain is None:
+            managed.drain = asyncio.create_task(self._drain(managed.client))
+
+    @staticmethod
+    async def _drain(client) -> None:
+        while True:
+            try:
+                await client.get_iopub_msg(timeout=1.0)
+            except Empty:
+                continue
+
     @staticmethod
     def _close_client(managed: ManagedKernel) -> None:
+        if managed.drain is not None:
+            managed.drain.cancel()
+            managed.drain = None
         if managed.client is not None:
             with contextlib.suppress(Exception):
                 managed.client.stop_channels()
@@ -449,20 +476,28 @@ class ExecutionService:
             raise RunRefused(decision)
         try:
             async with managed.lock:
-                await self.kernels.prepare(managed)
-                request = self.runner.new_request(managed.client, code, msg_id=msg_id)
-                limits = self.gateway.limits_for(username)
-                # A backstop only: the sandbox ends long runs with a verdict well before.
-                deadline = limits.max_execution_time + self.gateway.sandbox_config.interrupt_grace + 30
-                result = await self.runner.run(kernel_id, managed.client, request, deadline)
-                if result.ended in ("killed", "died"):
-                    managed.expect_restart = True
-                if managed.notice:
-                    result.outputs.insert(0, {"output_type": "stream", "name": "stderr", "text": managed.notice + "\n"})
-                    managed.notice = ""
-                return result
+                await self.kernels.hold(managed)
+                try:
+                    return await self._run_held(managed, username, code, msg_id)
+                finally:
+                    self.kernels.let_go(managed)
         finally:
             admission.finish(kernel_id, msg_id)
+
+    async def _run_held(self, managed: ManagedKernel, username: str, code: str, msg_id: str) -> RunResult:
+        """One run on the dataset kernel; ``managed.lock`` held."""
+        await self.kernels.prepare(managed)
+        request = self.runner.new_request(managed.client, code, msg_id=msg_id)
+        limits = self.gateway.limits_for(username)
+        # A backstop only: the sandbox ends long runs with a verdict well before.
+        deadline = limits.max_execution_time + self.gateway.sandbox_config.interrupt_grace + 30
+        result = await self.runner.run(managed.kernel_id, managed.client, request, deadline)
+        if result.ended in ("killed", "died"):
+            managed.expect_restart = True
+        if managed.notice:
+            result.outputs.insert(0, {"output_type": "stream", "name": "stderr", "text": managed.notice + "\n"})
+            managed.notice = ""
+        return result
 
     def close(self) -> None:
         self.kernels.close()

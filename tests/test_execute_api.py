@@ -7,6 +7,7 @@ import re
 import threading
 import time
 
+import psutil
 import pytest
 import requests
 
@@ -255,6 +256,30 @@ def test_hostile_output_is_cut_in_linear_time(server):
     assert body["error"]["traceback"][-1] == "frame 299999"  # the innermost frames are kept
     assert len(json.dumps(body["outputs"])) < 2 * 2000 + 500
     ok(run(server, "sales", "'still fine'"))
+
+
+CHATTY_THREAD = """
+import threading, time
+def chatter():
+    block = "x" * (4 << 20)
+    for _ in range(150):          # 600 MB, published while no run reads the kernel
+        print(block, flush=True)
+        time.sleep(0.02)
+threading.Thread(target=chatter, daemon=True).start()
+"""
+
+
+def test_output_between_runs_does_not_pile_up_in_the_server(server):
+    """A background thread keeps printing after its cell: nothing reads the dataset
+    kernel between REST runs, so ZeroMQ would queue it all in the server's memory."""
+    server_process = psutil.Process(server.proc.pid)
+    ok(run(server, "sales", "1", user="bob"))
+    before = server_process.memory_info().rss
+    ok(run(server, "sales", CHATTY_THREAD, user="bob"))
+    time.sleep(6)  # the thread's 3 s of printing, and some
+    grown = server_process.memory_info().rss - before
+    assert grown < 200 << 20, f"the server grew by {grown >> 20} MB"
+    assert "'x'" not in json.dumps(ok(run(server, "sales", "'after'", user="bob"))["outputs"])
 
 
 # --- who may use what -----------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import uuid
 from collections import Counter
@@ -41,11 +42,34 @@ class EDAKernelManager(AsyncMappingKernelManager):
     # kernels it killed) before shutting the kernel down anyway.
     restart_wait_seconds = 60.0
 
+    # What jupyter_server keeps for a client that left, to replay when it comes back.
+    # Upstream it is an unbounded list: a kernel printing with no tab open grew the
+    # server without end.
+    offline_buffer_bytes = 16 * 1024 * 1024
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._owners: dict[str, str] = {}
         self._pending_starts: Counter[str] = Counter()
         self.listeners: list[KernelListener] = []
+
+    def start_buffering(self, kernel_id, session_key, channels):
+        super().start_buffering(kernel_id, session_key, channels)
+        buffer_info = self._kernel_buffers.get(kernel_id)
+        if not self.buffer_offline_messages or not buffer_info or buffer_info.get("channels") is not channels:
+            return
+        room = [self.offline_buffer_bytes]
+
+        def buffer_msg(channel, msg_parts):
+            size = sum(len(part) for part in msg_parts)
+            if size > room[0]:
+                room[0] = 0  # full: drop this and all that follows (a replay with gaps would mislead)
+                return
+            room[0] -= size
+            buffer_info["buffer"].append((channel, msg_parts))
+
+        for channel, stream in channels.items():
+            stream.on_recv(functools.partial(buffer_msg, channel))
 
     # --- ownership -----------------------------------------------------------
 

@@ -282,6 +282,25 @@ def test_output_between_runs_does_not_pile_up_in_the_server(server):
     assert "'x'" not in json.dumps(ok(run(server, "sales", "'after'", user="bob"))["outputs"])
 
 
+def test_output_for_a_client_that_left_is_kept_within_bounds(server):
+    """jupyter_server keeps what a kernel publishes after its websocket closed, to replay
+    it: in an unbounded list. A thread printing with no tab open grew the server."""
+    server_process = psutil.Process(server.proc.pid)
+    kernel_id = server.start_kernel("bob")
+    try:
+        ws = server.kernel_ws(kernel_id, "bob")
+        assert ws.run("1").reply["status"] == "ok"
+        before = server_process.memory_info().rss
+        ws.execute(CHATTY_THREAD)
+        time.sleep(0.3)
+        ws.close()  # the tab is gone; the thread prints on
+        time.sleep(6)
+        grown = server_process.memory_info().rss - before
+        assert grown < 200 << 20, f"the server grew by {grown >> 20} MB"
+    finally:
+        server.delete(f"/api/kernels/{kernel_id}", "bob")
+
+
 # --- who may use what -----------------------------------------------------------
 
 

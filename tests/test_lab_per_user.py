@@ -142,6 +142,20 @@ def test_malformed_settings_are_a_400_and_change_nothing(lab, body):
     assert lab.get(SETTINGS, "carol").json()["raw"] == before
 
 
+def test_huge_settings_and_workspaces_are_a_413_and_change_nothing(lab):
+    """Settings are parsed by pure-Python json5 on the event loop at every read: a valid
+    settings file of 50 MB (one long comment) would stall the server for everyone."""
+    before = lab.get(SETTINGS, "carol").json()["raw"]
+    comment = json.dumps({"raw": "{ /* " + "x" * (2 << 20) + " */ }"})
+    response = lab.put(SETTINGS, "carol", data=comment)
+    assert response.status_code == 413, response.text
+    assert lab.get(SETTINGS, "carol").json()["raw"] == before
+    before = lab.get(WORKSPACE, "carol").json()
+    space = {"data": {"pad": "x" * (2 << 20)}, "metadata": {"id": WORKSPACE.rsplit("/", 1)[-1]}}
+    assert lab.put(WORKSPACE, "carol", data=json.dumps(space)).status_code == 413
+    assert lab.get(WORKSPACE, "carol").json() == before
+
+
 @pytest.mark.parametrize("path", [SETTINGS, WORKSPACE, "/lab/api/translations/"])
 def test_anonymous_callers_are_refused(lab, path):
     assert lab.get(path, None).status_code == 403

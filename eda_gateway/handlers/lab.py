@@ -116,6 +116,7 @@ class UserSettingsHandler(PerUserSchemaMixin, SettingsHandler):
     @web.authenticated
     def put(self, schema_name: str) -> None:
         check_schema_name(schema_name)
+        check_body_size(self.request.body, "settings")
         try:
             return super().put(schema_name)
         except ValueError as e:  # a non-UTF-8 body or a "raw" that is not JSON5: upstream lets these be 500s
@@ -147,6 +148,7 @@ class UserWorkspacesHandler(PerUserLabDir, WorkspacesHandler):
     @web.authenticated
     def put(self, space_name: str = "") -> None:
         check_workspace_name(space_name)
+        check_body_size(self.request.body, "workspace")
         check_workspace_body(self.request.body)
         return super().put(space_name)
 
@@ -164,6 +166,16 @@ def check_schema_name(name: str, allow_empty: bool = False) -> None:
 def check_workspace_name(name: str, allow_empty: bool = False) -> None:
     if (name or not allow_empty) and not WORKSPACE_NAME.fullmatch(name):
         raise web.HTTPError(400, f"invalid workspace name {name!r}: use letters, digits, '-' and '_'")
+
+
+# Settings are parsed by the pure-Python json5 module on the event loop, at every read;
+# JupyterLab's own settings and workspaces are a few kB.
+MAX_LAB_BODY_BYTES = 1024 * 1024
+
+
+def check_body_size(body: bytes, what: str) -> None:
+    if len(body or b"") > MAX_LAB_BODY_BYTES:
+        raise web.HTTPError(413, f"{what} larger than {MAX_LAB_BODY_BYTES} bytes")
 
 
 def check_workspace_body(body: bytes) -> None:

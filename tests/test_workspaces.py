@@ -190,3 +190,36 @@ while True:
         os.rename(sub, link)
         os.rename(aside, sub)
 """
+
+
+PLANTED_STARTUP = "PLANTED_BY_ANOTHER_UID = True\n"
+WHO_AM_I = "import os\nprint(os.getuid(), 'PLANTED_BY_ANOTHER_UID' in globals())"
+
+
+def test_a_workspace_planted_by_another_uid_is_moved_aside(make_server):
+    """Under the uid layer alone, kernels may write a shared /tmp: alice's kernel could
+    make bob's workspace first, with an IPython startup file in it, as alice's uid."""
+    srv = make_server()
+    isolation = srv.get("/advanced-eda/api/system-stats", "admin").json()["isolation"]
+    assert "uid" in isolation, isolation  # auto, on this host (root)
+    alice_kid = srv.start_kernel("alice")
+    client = srv.kernel_ws(alice_kid, "alice")
+    alice_uid = int(client.run(WHO_AM_I).stdout.split()[0])
+    client.close()
+    # what alice's kernel could do where /tmp is writable to it (done here as root)
+    bobs = srv.workspace_root / (WORKSPACE_PREFIX + "bob")
+    startup = bobs / ".ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-planted.py").write_text(PLANTED_STARTUP)
+    for path in (bobs, *bobs.rglob("*")):
+        os.chown(path, alice_uid, alice_uid)
+        os.chmod(path, 0o777 if path.is_dir() else 0o666)  # writable: IPython would use it
+
+    bob_kid = srv.start_kernel("bob")
+    client = srv.kernel_ws(bob_kid, "bob")
+    bob_uid, planted = client.run(WHO_AM_I).stdout.split()
+    client.close()
+    assert planted == "False" and int(bob_uid) != alice_uid
+    assert not (startup / "00-planted.py").exists()  # bob's kernel made its own .ipython
+    assert [p.name for p in srv.workspace_root.glob(WORKSPACE_PREFIX + "bob.foreign-*")]
+    assert "belonged to another uid" in srv.log()

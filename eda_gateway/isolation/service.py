@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 from jupyter_client.connect import port_names
 from jupyter_client.provisioning.local_provisioner import LocalPortCache
@@ -69,7 +70,12 @@ class Isolation:
         self.choice = layers.parse_choice(config.isolation)
         self.allow_network = bool(config.allow_network)
         self.host = host or layers.HostLayers.detect()
-        self.uids = UidAllocator(dict(config.user_uids), tuple(config.uid_range), gateway.workspaces.path_for)
+        content_root = os.path.abspath(gateway.serverapp.root_dir)
+        self.uids = UidAllocator(
+            dict(config.user_uids), tuple(config.uid_range),
+            anchor_of=lambda username: os.path.join(content_root, user_id(username)),
+            scanned=[content_root, gateway.workspaces.root],
+        )
         self.active: list[str] = []
         self.runtime_root: str | None = None
 
@@ -158,6 +164,8 @@ class Isolation:
         uid = None
         if "uid" in self.active:
             uid = self.uids.uid_for(owner)
+            if workspace in own_dirs and self._foreign(workspace, uid):
+                own_dirs[own_dirs.index(workspace)] = self._replace_foreign(workspace, owner)
             for path in own_dirs:
                 if path != os.path.abspath(self.gateway.serverapp.root_dir):  # admins share the root
                     give_to(path, uid, uid)
@@ -183,6 +191,19 @@ class Isolation:
             )
             cmd = [*prefix, "--", *cmd]
         return {**launch_kwargs, "cmd": cmd, "env": env}
+
+    @staticmethod
+    def _foreign(path: str, uid: int) -> bool:
+        return os.lstat(path).st_uid not in (os.geteuid(), uid)
+
+    def _replace_foreign(self, workspace: str, owner: str) -> str:
+        """A workspace that belongs to another uid was made by someone else (in a shared
+        /tmp, another user's kernel can, under the uid layer alone): what it holds, say
+        an IPython startup file, must not run in this user's kernels. Move it aside."""
+        aside = f"{workspace}.foreign-{int(time.time())}"
+        os.rename(workspace, aside)
+        self.log.warning("eda_gateway: %s belonged to another uid; moved aside to %s", workspace, aside)
+        return self.gateway.workspaces.ensure(owner)
 
     def _private_connection(self, provisioner, km, kdir: str, launch_kwargs: dict) -> list[str]:
         """Move the connection file into the kernel's folder (and switch to IPC if needed)."""

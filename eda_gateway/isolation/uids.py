@@ -2,9 +2,14 @@
 
 ``EDASandbox.user_uids`` pins uids ({"alice": 1001}); everyone else gets one
 from ``EDASandbox.uid_range``. The allocation needs no state file: a user whose
-workspace folder already belongs to a uid of the range keeps that uid (so
-files stay theirs across restarts), a new user gets the lowest uid that owns
-no workspace and is not pinned. Each uid is its own group (gid == uid).
+content folder (``<root_dir>/<user_id>``, made by the server only) already belongs
+to a uid of the range keeps that uid (so files stay theirs across restarts), a new
+user gets the lowest uid that owns no such folder and is not pinned. Each uid is
+its own group (gid == uid).
+
+Not the workspace folder: it lives in a shared place like /tmp, where another
+user's kernel (uid layer alone) could make ``eda_user_bob`` first, as its own uid,
+and so have bob's kernels run as that uid after the next server start.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ class UidExhausted(RuntimeError):
 
 
 class UidAllocator:
-    def __init__(self, pinned: dict[str, int], uid_range: tuple[int, int], workspace_of):
+    def __init__(self, pinned: dict[str, int], uid_range: tuple[int, int], anchor_of, scanned: list[str]):
         self.pinned = dict(pinned)
         self.low, self.high = uid_range
-        self.workspace_of = workspace_of  # username -> workspace path
+        self.anchor_of = anchor_of  # username -> the folder whose owner is the user's uid
+        self.scanned = scanned  # folders whose entries' owners are taken uids
         self._given: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -31,7 +37,7 @@ class UidAllocator:
         with self._lock:
             if username in self._given:
                 return self._given[username]
-            uid = self._owner_in_range(self.workspace_of(username))
+            uid = self._owner_in_range(self.anchor_of(username))
             if uid is None or uid in self._taken(exclude=username):
                 uid = self._lowest_free()
             self._given[username] = uid
@@ -51,12 +57,12 @@ class UidAllocator:
 
     def _lowest_free(self) -> int:
         taken = self._taken()
-        root = os.path.dirname(self.workspace_of("x"))
-        try:
-            with os.scandir(root) as entries:
-                taken.update(e.stat(follow_symlinks=False).st_uid for e in entries)
-        except OSError:
-            pass
+        for root in self.scanned:
+            try:
+                with os.scandir(root) as entries:
+                    taken.update(e.stat(follow_symlinks=False).st_uid for e in entries)
+            except OSError:
+                pass
         for uid in range(self.low, self.high + 1):
             if uid not in taken:
                 return uid

@@ -318,9 +318,9 @@ class HistoryStore:
             for ts, u, kind, kid, source, reason, details in rows
         ]
 
-    def summary(self, since: float, until: float | None = None) -> dict[str, dict]:
-        """Per user: refusals by reason, verdicts by name, event counts and last activity."""
-        where, args = self._where(None, since, until)
+    def summary(self, since: float, until: float | None = None, user: str | None = None) -> dict[str, dict]:
+        """Per user (or only ``user``): refusals by reason, verdicts by name, event counts and last activity."""
+        where, args = self._where(user, since, until)
         out: dict[str, dict] = {}
         with self._reader() as conn:
             rows = conn.execute(

@@ -204,7 +204,7 @@ class AdminHistoryHandler(AdminAPIHandler):
 
     def _series_and_summary(self, user, since, until, bucket):
         series = self.history.series(user, since, until, bucket)
-        summary = self.history.summary(since, until)
+        summary = self.history.summary(since, until, user)  # a user asking for their own: only theirs
         return series, summary
 
 

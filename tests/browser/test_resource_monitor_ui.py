@@ -205,12 +205,17 @@ def test_runner_panel_runs_code_on_a_dataset_and_disables_run_when_limited(brows
         compact = runner.locator("[data-testid='eda-monitor-compact']")
         expect(compact.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"1 / {LIMIT}")
 
-        # the rest of bob's budget goes through the API behind the page's back
+        # The rest of bob's budget goes through the API behind the page's back. The page
+        # must not learn it before the click (as if its status request were slow): it does
+        # look again whenever JupyterLab's kernel list changes, and the runs change it.
+        status_requests = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
+        page.route(status_requests, lambda route: route.abort())
         for _ in range(LIMIT - 1):
             r = lab.post("/advanced-eda/api/execute-custom-code/demo", "bob", json={"code": "1"})
             assert r.status_code == 200, r.text
-        expect(run).to_be_enabled()  # the page does not know yet (no poll for 600 s)
+        expect(run).to_be_enabled()  # the page does not know yet
         run.click()
+        page.unroute(status_requests)  # the refusal makes it look again, and now it may
         status = runner.locator("[data-testid='eda-runner-status']")
         expect(status).to_contain_text("Refused", timeout=10_000)
         expect(status).to_contain_text(re.compile(r"(retry|again) in \d+ s", re.IGNORECASE))

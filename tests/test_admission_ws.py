@@ -103,11 +103,16 @@ def assert_refused(messages: list[dict], msg_id: str, limit_words: str) -> float
     return float(re.search(r"Try again in (\d+) s", error["evalue"]).group(1))
 
 
+def own_socket(gw, kernels, prefix: str, protocol):
+    """(user, kernel id, client) for a per-protocol user ``<prefix>_legacy`` / ``<prefix>_v1``."""
+    user = f"{prefix}_legacy" if protocol is None else f"{prefix}_v1"
+    (kid,) = kernels(user)
+    return user, kid, gw.kernel_ws(kid, user, protocol)
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_eleventh_execution_is_refused_with_a_correct_retry_time(gw, kernels, protocol):
-    user = "p_legacy" if protocol is None else "p_v1"
-    (kid,) = kernels(user)
-    kc = gw.kernel_ws(kid, user, protocol)
+    user, kid, kc = own_socket(gw, kernels, "p", protocol)
     try:
         # the first admission happens between these two instants
         t_first = time.time()
@@ -355,9 +360,7 @@ def execute_message(kc, code: str, channel: str = "shell", msg_id: str | None = 
 def test_requests_admission_cannot_count_are_refused_and_never_run(gw, kernels, protocol):
     """ipykernel runs code sent on the control channel and code without a msg_id, and runs
     every copy of a msg_id: each would have run uncounted, past the budget."""
-    user = "odd_legacy" if protocol is None else "odd_v1"
-    (kid,) = kernels(user)
-    kc = gw.kernel_ws(kid, user, protocol)
+    user, kid, kc = own_socket(gw, kernels, "odd", protocol)
     try:
         on_control = execute_message(kc, "ran_on_control = 1", channel="control")
         kc.send(dict(on_control))
@@ -388,9 +391,7 @@ JUNK_BINARY = [b"", b"\x00" * 3, b"\xff" * 64, b"\x7f\xff\xff\xff" + b"\x00" * 1
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_malformed_frames_are_dropped_and_the_socket_lives_on(gw, kernels, protocol):
-    user = "junk_legacy" if protocol is None else "junk_v1"
-    (kid,) = kernels(user)
-    kc = gw.kernel_ws(kid, user, protocol)
+    user, kid, kc = own_socket(gw, kernels, "junk", protocol)
     try:
         for frame in JUNK_TEXT:
             kc.ws.send(frame)

@@ -140,10 +140,9 @@ class EDAGateway(ExtensionApp):
         # jupyter_server reads up to 512 MB of body into memory per request (and holds ~3x
         # that while decoding it): a few uploads at once and the shared server is gone.
         # JupyterLab uploads big files in 1 MB chunks, so a smaller cap costs users nothing.
-        if "max_body_size" not in serverapp.config.get("ServerApp", {}):
-            serverapp.max_body_size = MAX_BODY_BYTES
-        if "max_buffer_size" not in serverapp.config.get("ServerApp", {}):
-            serverapp.max_buffer_size = MAX_BODY_BYTES
+        for trait in ("max_body_size", "max_buffer_size"):
+            if trait not in serverapp.config.get("ServerApp", {}):
+                setattr(serverapp, trait, MAX_BODY_BYTES)
         for hook in self.link_hooks:
             hook(self, serverapp)
 

@@ -107,8 +107,8 @@ class UserRootMixin:
         server_root = os.path.realpath(self.root_dir)
         relative = os.path.relpath(os.path.realpath(os_path), server_root)
         top = relative.split(os.sep, 1)[0]
-        if relative == "." or top in ("", "..") or os.sep not in relative:
-            return None  # the root itself, outside it, or a file right in the root
+        if top == os.pardir or os.sep not in relative:
+            return None  # outside the root, the root itself, or right in the root
         owner = os.stat(os.path.join(server_root, top), follow_symlinks=False).st_uid
         return owner or None
 

@@ -32,7 +32,7 @@ class SystemStatsHandler(EDAAPIHandler):
                 "active_users": snap.active_users,
                 "active_kernels": len(snap.kernels),
                 "active_executions": snap.active_executions,
-                "enforcement": snap.enforcement,
+                "enforcement": gateway.sandbox.enforcement,  # chosen at start-up: known before the first sample
                 "isolation": gateway.isolation.active,  # layers between kernels (eda_gateway/isolation)
                 "sampled_at": _iso(snap.sampled_at),
                 "kernels": [k.to_json() for k in snap.kernels if everyone or k.user == user],

@@ -141,7 +141,7 @@ def test_running_a_cell_updates_counts_without_waiting_for_the_poll(alice: Page)
 
 
 def test_sidebar_lists_the_active_execution_with_a_growing_duration(alice: Page):
-    run_cell(alice, "import time; time.sleep(8)")
+    run_cell(alice, "import time; time.sleep(15)")
     # keyboard: the status bar item is a button that opens the dashboard
     status_item(alice).focus()
     alice.keyboard.press("Enter")
@@ -155,11 +155,12 @@ def test_sidebar_lists_the_active_execution_with_a_growing_duration(alice: Page)
     def seconds() -> int:
         return int(re.match(r"(\d+) s", duration.inner_text()).group(1))
 
-    samples = []
-    for _ in range(8):
-        samples.append((round(time.monotonic(), 2), seconds()))
+    # it ticks live (no poll for 600 s): wait for 3 more seconds to show, however slow the host
+    samples = [(round(time.monotonic(), 2), seconds())]
+    while samples[-1][1] < samples[0][1] + 3 and samples[-1][0] - samples[0][0] < 10:
         time.sleep(0.5)
-    assert samples[-1][1] >= samples[0][1] + 3, f"the duration should tick every second: {samples}"
+        samples.append((round(time.monotonic(), 2), seconds()))
+    assert samples[-1][1] >= samples[0][1] + 3, f"the duration should keep ticking: {samples}"
     expect(monitor.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"2 / {LIMIT}")
     expect(monitor.locator("[data-testid='eda-kernel']")).to_have_count(1)
     expect(monitor.locator("[data-testid='eda-kernel']")).to_contain_text("busy")

@@ -106,11 +106,14 @@ class ActivityLog:
 
     def on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         """kernel manager listener: started / restarted / stopped."""
-        kinds = {"started": h.KERNEL_STARTED, "restarted": h.KERNEL_RESTARTED, "stopped": h.KERNEL_STOPPED}
+        kinds = {"started": h.KERNEL_STARTED, "restarted": h.KERNEL_RESTARTED, "stopped": h.KERNEL_STOPPED,
+                 "culled": h.KERNEL_RECLAIMED, "reclaimed": h.KERNEL_RECLAIMED}
         if event not in kinds:
             return
         self._emit(KERNEL_SCHEMA, {"action": event, "user": owner or "", "kernel_id": kernel_id})
-        self._record(kinds[event], owner or "", kernel_id=kernel_id)
+        # culled: idle past cull_idle_after; reclaimed: idle, to make room at max_kernels_per_user
+        reason = {"culled": "idle", "reclaimed": "quota"}.get(event)
+        self._record(kinds[event], owner or "", kernel_id=kernel_id, reason=reason)
 
     def on_login(self, user: str, method: str) -> None:
         self._seen_users.add(user)

@@ -292,6 +292,11 @@ class AdmissionService:
         leases = self._kernels.get(kernel_id)
         return leases is not None and msg_id in leases.executions
 
+    def pending_on(self, kernel_id: str) -> list[str]:
+        """msg_ids admitted on this kernel and not finished yet, oldest first."""
+        leases = self._kernels.get(kernel_id)
+        return list(leases.executions) if leases is not None else []
+
     def active_executions(self, username: str | None = None) -> list[dict]:
         now = self._clock()
         if username is None:

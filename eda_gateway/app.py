@@ -7,14 +7,21 @@ import os
 import sys
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, Float, Int, List, Set, TraitError, Unicode, validate
-from traitlets.utils.importstring import import_item
+from jupyter_server.gateway.gateway_client import GatewayClient
+from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.services.sessions.sessionmanager import SessionManager
+from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, validate
 
-from . import logscrub
+from . import composition, logscrub
+from .composition import CannotCompose
+from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
 from .auth import EDAAuthorizer
 from .handlers.lab_management import guard_lab_management
 from .contents import EDAContentsManager
 from .datasets import DatasetCatalogue, validate_datasets
+from .endings import KernelEndings
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
@@ -48,6 +55,17 @@ class EDAGateway(ExtensionApp):
     classes = [EDASandbox, EDARateLimiter, EDATelemetry]
 
     admin_users = Set(Unicode(), config=True, help="Usernames that see and act on everything.")
+    identity_mode = Enum(
+        MODES,
+        default_value="auto",
+        config=True,
+        help="'single-user': the server's token holder is one owner (a personal jupyter lab, plus the limits); "
+        "'multi-user': users as the identity provider names them; 'auto': single-user exactly under "
+        "jupyter_server's own identity providers, which do not name users.",
+    )
+    single_user_name = Unicode(
+        "", config=True, help="The owner's name in single-user mode. Default: the server's OS user name."
+    )
     groups = Dict(
         key_trait=Unicode(),
         value_trait=List(Unicode()),
@@ -55,6 +73,16 @@ class EDAGateway(ExtensionApp):
         help="Named groups of users: {'analysts': ['alice', 'bob']}; '@analysts' in user_limits.",
     )
     max_kernels_per_user = Int(4, config=True, help="Kernels one user may have (pending starts count).")
+    cull_idle_after = Float(
+        3600, config=True,
+        help="Seconds a kernel may sit idle with no client connected before it is shut down (0: never); "
+        "per user or group in user_limits.",
+    )
+    reclaim_idle_at_quota = Bool(
+        True, config=True,
+        help="At max_kernels_per_user, shut down the user's least recently used idle kernel (no client "
+        "connected) to start the new one, instead of refusing.",
+    )
     workspace_root = Unicode(
         "/tmp", config=True, help="Each user gets <workspace_root>/eda_user_<user_id>/ (mode 0700)."
     )
@@ -91,6 +119,10 @@ class EDAGateway(ExtensionApp):
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
     )
 
+    @validate("cull_idle_after")
+    def _not_negative(self, proposal):
+        return require_positive(proposal, allow_zero=True)
+
     @validate(
         "max_kernels_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
         "history_retention_days", "history_max_rows", "history_sample_interval",
@@ -117,6 +149,8 @@ class EDAGateway(ExtensionApp):
     # --- linking: runs before the server builds its managers ----------------
 
     def _link_jupyter_server_extension(self, serverapp):
+        self.active = False
+        self.identity = IdentityMode(False, "", "not linked")
         try:
             super()._link_jupyter_server_extension(serverapp)
             self.sandbox_config = EDASandbox(parent=self)
@@ -127,16 +161,25 @@ class EDAGateway(ExtensionApp):
             # server: refuse to start instead, naming the setting.
             serverapp.log.critical("eda_gateway: bad configuration: %s", e)
             sys.exit(f"eda_gateway: bad configuration: {e}")
-        serverapp.kernel_manager_class = EDAKernelManager
-        serverapp.session_manager_class = EDASessionManager
+        if GatewayClient.instance(parent=serverapp).gateway_enabled:
+            # Kernels live on the remote gateway: nothing here could confine or count them.
+            serverapp.log.warning("eda_gateway: inactive: this server runs its kernels on a remote gateway "
+                                  "(GatewayClient.url); limits and per-user ownership apply there, not here")
+            return
+        self.active = True
+        self.identity = choose_mode(self.identity_mode, serverapp.identity_provider_class,
+                                    self.single_user_name or default_owner())
+        serverapp.log.info("eda_gateway: %s", self.identity.describe())
+        if self.identity.single_user:
+            composition.install(serverapp, "identity_provider_class",
+                                single_owner_provider(serverapp.identity_provider_class, self.identity.owner))
+        try:
+            self._install_managers(serverapp)
+        except CannotCompose as e:
+            serverapp.log.critical("eda_gateway: %s", e)
+            sys.exit(f"eda_gateway: {e}")
         serverapp.authorizer_class = EDAAuthorizer
         install_factory(serverapp)  # every kernel starts through the sandbox's provisioner
-        from .websocket import EDAKernelWebsocketConnection
-
-        self._use_unless_configured(serverapp, "kernel_websocket_connection_class", EDAKernelWebsocketConnection,
-                                    "notebook executions are not admitted (no rate limit over websockets)")
-        self._use_unless_configured(serverapp, "contents_manager_class", EDAContentsManager,
-                                    "files are not kept per user")
         # jupyter_server reads up to 512 MB of body into memory per request (and holds ~3x
         # that while decoding it): a few uploads at once and the shared server is gone.
         # JupyterLab uploads big files in 1 MB chunks, so a smaller cap costs users nothing.
@@ -146,17 +189,32 @@ class EDAGateway(ExtensionApp):
         for hook in self.link_hooks:
             hook(self, serverapp)
 
-    @staticmethod
-    def _use_unless_configured(serverapp, trait: str, ours: type, lost: str) -> None:
-        """An admin's own class wins; say so loudly unless it builds on ours."""
-        configured = serverapp.config.get("ServerApp", {}).get(trait)
-        if configured is None:
-            setattr(serverapp, trait, ours)
-            return
-        chosen = import_item(configured) if isinstance(configured, str) else configured
-        if not (isinstance(chosen, type) and issubclass(chosen, ours)):
-            serverapp.log.warning("eda_gateway: ServerApp.%s is configured to %r, not a subclass of %s.%s: %s",
-                                  trait, configured, ours.__module__, ours.__qualname__, lost)
+    def _install_managers(self, serverapp) -> None:
+        """Ours, on top of any class an admin configured (eda_gateway/composition.py)."""
+        from .websocket import EDAKernelWebsocketConnection
+
+        needed = [
+            ("kernel_manager_class", EDAKernelManager, AsyncMappingKernelManager,
+             "kernel ownership, quotas and sandbox"),
+            ("kernel_websocket_connection_class", EDAKernelWebsocketConnection, ZMQChannelsWebsocketConnection,
+             "admission of notebook executions (the rate limit over websockets)"),
+        ]
+        per_user = [
+            ("session_manager_class", EDASessionManager, SessionManager, "session ownership"),
+            ("contents_manager_class", EDAContentsManager, AsyncFileContentsManager, "per-user folders"),
+        ]
+        for trait, ours, base, protects in needed:
+            composition.install(serverapp, trait, composition.compose(serverapp, trait, ours, base, protects))
+        for trait, ours, base, protects in per_user:
+            try:
+                chosen = composition.compose(serverapp, trait, ours, base, protects)
+            except CannotCompose as e:
+                if not self.identity.single_user:
+                    raise
+                # one user: nothing to keep apart, so the admin's own class serves as is
+                serverapp.log.info("eda_gateway: keeping the configured ServerApp.%s (%s)", trait, e)
+                continue
+            composition.install(serverapp, trait, chosen)
 
     # Later services register here to adjust the server before it starts.
     link_hooks: list = []
@@ -165,6 +223,8 @@ class EDAGateway(ExtensionApp):
 
     def initialize_settings(self):
         self._tasks: list[asyncio.Task] = []
+        if not self.active:
+            return
         try:
             self._wire_services()
         except Exception as e:
@@ -194,6 +254,9 @@ class EDAGateway(ExtensionApp):
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
         self._start_sandbox()
+        # before any listener below releases leases: what still waits gets its answer
+        endings = KernelEndings(self.verdicts, self.admission.pending_on, self.sandbox.memory_verdict_for)
+        self.kernel_manager.listeners.insert(0, endings.on_kernel_event)
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.isolation = start_isolation(self)  # kernels must not reach each other (docs/isolation.md)
         self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
@@ -239,15 +302,18 @@ class EDAGateway(ExtensionApp):
             self.verdicts.forget(kernel_id)
 
     def initialize_handlers(self):
-        from .handlers import all_handlers
+        from .handlers import all_handlers, inactive_handlers
 
-        self.handlers.extend(all_handlers())
+        self.handlers.extend(all_handlers() if self.active else inactive_handlers())
 
     async def _start_jupyter_server_extension(self, serverapp):
         await super()._start_jupyter_server_extension(serverapp)
+        if not self.active:
+            return
         # every extension's routes exist by now
         guard_lab_management(serverapp.web_app)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
+        self._tasks.append(asyncio.create_task(self._cull_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
         self._tasks.append(self.telemetry.start())
         self.log.info(
@@ -258,15 +324,38 @@ class EDAGateway(ExtensionApp):
         )
 
     async def stop_extension(self):
-        for task in self._tasks:
+        # safe after any partial start: each step only undoes what was started
+        for task in getattr(self, "_tasks", ()):
             task.cancel()
         # kernels first, then every cgroup/process this server's sandbox created
-        await self.sandbox.stop(self.kernel_manager)
-        self.isolation.stop()
+        if getattr(self, "sandbox", None) is not None:
+            await self.sandbox.stop(getattr(self, "kernel_manager", None))
+        if getattr(self, "isolation", None) is not None:
+            self.isolation.stop()
         # last: kernel stops above are history too
-        self.usage_recorder.flush()
-        await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
+        if getattr(self, "usage_recorder", None) is not None:
+            self.usage_recorder.flush()
+        if getattr(self, "history", None) is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
         await super().stop_extension()
+
+    def cull_check_seconds(self) -> float:
+        """How often idle kernels are looked for: a quarter of the shortest idle timeout."""
+        timeouts = [self.cull_idle_after, *(o["cull_idle_after"] for o in self.user_limits.values()
+                                            if "cull_idle_after" in o)]
+        shortest = min((t for t in timeouts if t > 0), default=0)
+        return min(60.0, max(0.5, shortest / 4)) if shortest else 0
+
+    async def _cull_loop(self):
+        interval = self.cull_check_seconds()
+        if not interval:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.kernel_manager.cull_idle()
+            except Exception:
+                self.log.exception("eda_gateway: culling idle kernels failed")
 
     async def _cleanup_loop(self):
         loop = asyncio.get_running_loop()
@@ -282,7 +371,10 @@ class EDAGateway(ExtensionApp):
     # --- questions the services ask -----------------------------------------
 
     def is_admin(self, username: str | None) -> bool:
-        return bool(username) and username in self.admin_users
+        if not username:
+            return False
+        # a personal server's owner may do all that a plain jupyter lab allows
+        return username in self.admin_users or (self.identity.single_user and username == self.identity.owner)
 
     def base_limits(self) -> Limits:
         s, r = self.sandbox_config, self.rate_config
@@ -295,6 +387,7 @@ class EDAGateway(ExtensionApp):
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,
             max_kernels_per_user=self.max_kernels_per_user,
+            cull_idle_after=self.cull_idle_after,
         )
 
     def limits_for(self, username: str) -> Limits:

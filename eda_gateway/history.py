@@ -35,8 +35,10 @@ VERDICT = "verdict"
 KERNEL_STARTED = "kernel.started"
 KERNEL_RESTARTED = "kernel.restarted"
 KERNEL_STOPPED = "kernel.stopped"
+KERNEL_RECLAIMED = "kernel.reclaimed"  # shut down because idle (details.reason: "idle" or "quota")
 LOGIN = "login"
-KINDS = (EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT, KERNEL_STARTED, KERNEL_RESTARTED, KERNEL_STOPPED, LOGIN)
+KINDS = (EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT, KERNEL_STARTED, KERNEL_RESTARTED, KERNEL_STOPPED,
+         KERNEL_RECLAIMED, LOGIN)
 
 # Charts are drawn from dense buckets; more than this is a mistake, not a chart.
 MAX_BUCKETS = 2000

@@ -1,9 +1,13 @@
 """Owner-aware kernel manager: each kernel belongs to the user who started it.
 
 Starts kernels in the owner's private workspace with a merged environment,
-enforces ``max_kernels_per_user`` (pending starts count, restarts do not),
-filters listings, and tells listeners when a kernel starts, restarts or stops
-(admission uses this so that no lease outlives its kernel).
+enforces ``max_kernels_per_user`` (pending starts count, restarts do not; at the
+quota an idle kernel is reclaimed), culls idle kernels, filters listings, and tells
+listeners when a kernel starts, restarts ("restarting" before, "restarted" after),
+dies ("died": the auto-restarter brings it back; "dead": it gave up), is culled or
+reclaimed, or stops ("stopping" before a shutdown, "stopped"). Admission uses this
+so that no lease outlives its kernel, and eda_gateway/endings.py so that no
+execution is left without an answer.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
+from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
+from traitlets import TraitError
 
 from .contents import gateway_of, inside, user_root
 from .users import current_username
@@ -33,6 +39,14 @@ def _require_uuid(kernel_id: str) -> str:
         return str(uuid.UUID(str(kernel_id)))
     except ValueError:
         raise HTTPError(400, "kernel_id must be a UUID") from None
+
+
+class KernelQuotaExceeded(HTTPError):
+    """403: the owner has ``max_kernels_per_user`` kernels, none of them idle to reclaim."""
+
+    def __init__(self, limit: int, owner: str) -> None:
+        super().__init__(403, f"max_kernels_per_user ({limit}) reached for {owner}: shut down a kernel first")
+        self.limit = limit
 
 
 class EDAKernelManager(AsyncMappingKernelManager):
@@ -123,17 +137,62 @@ class EDAKernelManager(AsyncMappingKernelManager):
             os_path = os.path.dirname(os_path)
         return os_path
 
-    def _check_quota(self, owner: str) -> None:
+    async def _make_room(self, owner: str) -> None:
+        """Below the owner's kernel quota, by reclaiming their least recently used idle
+        kernel if allowed; else a 403 naming the limit."""
         gateway = self.gateway
         if gateway is None:
             return
         limit = gateway.limits_for(owner).max_kernels_per_user
-        in_use = len(self.kernels_of(owner)) + self._pending_starts[owner]
-        if in_use >= limit:
-            raise HTTPError(
-                403,
-                f"max_kernels_per_user ({limit}) reached for {owner}: shut down a kernel first",
+        while len(self.kernels_of(owner)) + self._pending_starts[owner] >= limit:
+            idle = gateway.reclaim_idle_at_quota and sorted(
+                (since, kid) for kid in self.kernels_of(owner) if (since := self.idle_since(kid))
             )
+            if not idle:
+                raise KernelQuotaExceeded(limit, owner)
+            kernel_id = idle[0][1]
+            self.log.info("eda_gateway: %s is at max_kernels_per_user (%s): reclaiming idle kernel %s",
+                          owner, limit, kernel_id)
+            self._emit("reclaimed", kernel_id, owner)
+            await self.shutdown_kernel(kernel_id)
+
+    def idle_since(self, kernel_id: str):
+        """When the kernel last did anything, if nobody uses it now: not busy, no client
+        connected, nothing admitted and waiting on it (jupyter_server's culler's rules,
+        plus admission's). None while it is in use."""
+        kernel = self._kernels.get(kernel_id)
+        if kernel is None or kernel_id in self._pending_kernels or getattr(kernel, "shutting_down", False):
+            return None
+        if getattr(kernel, "execution_state", None) == "busy":
+            return None  # "starting" too is idle: a kernel nobody connected to never says more
+        if self._kernel_connections.get(kernel_id, 0) and not self.cull_connected:
+            return None
+        admission = getattr(self.gateway, "admission", None)
+        if admission is not None and admission.pending_on(kernel_id):
+            return None
+        try:
+            return kernel.last_activity
+        except TraitError:  # set once the start has finished
+            return None
+
+    async def cull_idle(self, now=None) -> list[str]:
+        """Shut down kernels idle for longer than their owner's ``cull_idle_after`` (0: never)."""
+        gateway = self.gateway
+        now = now or utcnow()
+        culled = []
+        for kernel_id, owner in list(self._owners.items()):
+            timeout = gateway.limits_for(owner).cull_idle_after if gateway and owner else 0
+            since = self.idle_since(kernel_id)
+            if timeout <= 0 or since is None or (now - since).total_seconds() <= timeout:
+                continue
+            self.log.info("eda_gateway: culling kernel %s of %s: idle for over %g s", kernel_id, owner, timeout)
+            self._emit("culled", kernel_id, owner)
+            try:
+                await self.shutdown_kernel(kernel_id)
+                culled.append(kernel_id)
+            except Exception:
+                self.log.exception("eda_gateway: culling kernel %s failed", kernel_id)
+        return culled
 
     async def start_kernel(self, *, kernel_id=None, path=None, eda_owner=None, **kwargs):
         owner = eda_owner or current_username() or ""
@@ -143,7 +202,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
                 if not self.may_act_on(kernel_id, owner):
                     raise HTTPError(403, "This kernel belongs to another user")
                 return kernel_id
-        self._check_quota(owner)
+        await self._make_room(owner)
         kernel_id = kernel_id or str(uuid.uuid4())
         self._pending_starts[owner] += 1
         self._owners[kernel_id] = owner
@@ -163,8 +222,20 @@ class EDAKernelManager(AsyncMappingKernelManager):
             self._pending_starts[owner] -= 1
             if self._pending_starts[owner] <= 0:
                 del self._pending_starts[owner]
+        self._watch_deaths(kernel_id)
         self._emit("started", kernel_id, owner)
         return kernel_id
+
+    def _watch_deaths(self, kernel_id: str) -> None:
+        """The auto-restarter's callbacks, first in line: "died" while the old process's
+        state (why it died, what it was running) can still be read."""
+        for restarter_event, event in (("restart", "died"), ("dead", "dead")):
+            self.add_restart_callback(
+                kernel_id, functools.partial(self._emit_owned, event, kernel_id), restarter_event
+            )
+
+    def _emit_owned(self, event: str, kernel_id: str) -> None:
+        self._emit(event, kernel_id, self._owners.get(kernel_id, ""))
 
     # --- listing, restart, removal ------------------------------------------
 
@@ -173,6 +244,8 @@ class EDAKernelManager(AsyncMappingKernelManager):
         return [k for k in super().list_kernels() if self.may_act_on(k["id"], username)]
 
     async def restart_kernel(self, kernel_id, now=False):
+        if kernel_id in self:
+            self._emit("restarting", kernel_id, self._owners.get(kernel_id, ""))
         result = await super().restart_kernel(kernel_id, now=now)
         self._emit("restarted", kernel_id, self._owners.get(kernel_id, ""))
         return result
@@ -191,6 +264,8 @@ class EDAKernelManager(AsyncMappingKernelManager):
                 raise HTTPError(409, "The kernel is still restarting: try again in a moment")
             with contextlib.suppress(Exception):  # a failed restart: the shutdown below removes it
                 await asyncio.wait_for(asyncio.shield(km.ready), deadline - loop.time())
+        if not restart and kernel_id in self:
+            self._emit("stopping", kernel_id, self._owners.get(kernel_id, ""))
         # no await from here to jupyter_client's check: ``ready`` cannot change meanwhile
         return await super()._async_shutdown_kernel(kernel_id, now=now, restart=restart)
 

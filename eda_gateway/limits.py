@@ -43,6 +43,9 @@ class EDASandbox(Configurable):
         config=True,
         help="Seconds between interrupting a timed-out execution and killing its kernel.",
     )
+    watchdog_interval = Float(
+        0.25, config=True, help="Seconds between two checks of wall time and memory kills by the watchdog."
+    )
     enforcement = Enum(
         ["auto", "cgroup", "psutil"],
         "auto",
@@ -84,7 +87,7 @@ class EDASandbox(Configurable):
             raise TraitError(f"EDASandbox.uid_range must be (first, last) with 1000 <= first <= last, got {proposal['value']!r}")
         return proposal["value"]
 
-    @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes")
+    @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes", "watchdog_interval")
     def _positive(self, proposal):
         return require_positive(proposal)
 
@@ -121,6 +124,7 @@ class Limits:
     max_concurrent_executions: int = 2
     window_seconds: float = 60.0
     max_kernels_per_user: int = 4
+    cull_idle_after: float = 3600.0  # seconds; 0: never
 
     @classmethod
     def names(cls) -> set[str]:

@@ -25,6 +25,10 @@ MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
 RATE_LIMIT_EXCEEDED = "RateLimitExceeded"
 # a request the gateway cannot count (no msg_id, a msg_id already running, code on control)
 INVALID_EXECUTE_REQUEST = "InvalidExecuteRequest"
+# not limits: why executions still waiting for an answer ended (eda_gateway/endings.py)
+KERNEL_DIED = "KernelDied"
+KERNEL_RESTARTED = "KernelRestarted"
+KERNEL_SHUT_DOWN = "KernelShutDown"
 
 
 @dataclass(frozen=True)

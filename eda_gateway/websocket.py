@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 
 from jupyter_client.jsonutil import json_default
+from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
     deserialize_msg_from_ws_v1,
@@ -33,22 +34,32 @@ V1 = "v1.kernel.websocket.jupyter.org"
 
 
 def ending_messages(
-    session, parent_header: dict, ename: str, evalue: str, reply_channel: str = "shell"
+    session, parent_header: dict, ename: str, evalue: str, reply_channel: str = "shell",
+    details: dict | None = None,
 ) -> list[tuple[str, dict]]:
     """(channel, message) that end an execution with an error, as a kernel would:
-    iopub busy, iopub error, iopub idle, execute_reply(status error) on the request's channel."""
+    iopub busy, iopub error, iopub idle, execute_reply(status error) on the request's channel.
+
+    Everything follows the messaging spec: the reply's ``execution_count`` is an integer
+    (0: nothing ran, so the kernel's counter did not move), and the error carries only
+    ``ename``/``evalue``/``traceback`` (nbformat keeps no other key in a saved output).
+    What a client can act on (e.g. ``retry_after_seconds``) travels as numbers in both
+    messages' metadata under ``eda_gateway``, beside the verdict's name.
+    """
     traceback = [f"{ename}: {evalue}"]
     error = {"ename": ename, "evalue": evalue, "traceback": traceback}
+    metadata = {"eda_gateway": {"verdict": ename, **(details or {})}}
     return [
         ("iopub", session.msg("status", {"execution_state": "busy"}, parent=parent_header)),
-        ("iopub", session.msg("error", dict(error), parent=parent_header)),
+        ("iopub", session.msg("error", dict(error), parent=parent_header, metadata=metadata)),
         ("iopub", session.msg("status", {"execution_state": "idle"}, parent=parent_header)),
         (
             reply_channel,
             session.msg(
                 "execute_reply",
-                {"status": "error", "execution_count": None, **error},
+                {"status": "error", "execution_count": 0, **error},
                 parent=parent_header,
+                metadata=metadata,
             ),
         ),
     ]
@@ -94,6 +105,15 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         return self.websocket_handler.current_user.username
 
     # --- connection life -------------------------------------------------------
+
+    async def prepare(self):
+        # Opening can wait long for the kernel's first kernel_info (a kernel still
+        # starting): a client on its way in is activity, not an idle kernel to cull.
+        self.kernel_manager.last_activity = utcnow()
+        try:
+            return await super().prepare()
+        finally:
+            self.kernel_manager.last_activity = utcnow()
 
     def connect(self):
         # Without this, Nagle holds our small frames: ~48 ms -> ~10 ms per trivial execute.
@@ -201,7 +221,10 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             decision.reason,
             decision.retry_after_seconds,
         )
-        self._write_all(ending_messages(self.session, header, RATE_LIMIT_EXCEEDED, decision.message))
+        self._write_all(ending_messages(
+            self.session, header, RATE_LIMIT_EXCEEDED, decision.message,
+            details={"reason": decision.reason, "retry_after_seconds": round(decision.retry_after_seconds, 3)},
+        ))
         return False
 
     def _refuse_invalid(self, header: dict, why: str, channel: str = "shell") -> None:
@@ -236,6 +259,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
                 if verdict is not None:
                     msg = self.session.deserialize(fed)
                     msg["content"] = renamed(msg["content"], verdict)
+                    msg["metadata"] = {**msg.get("metadata", {}),
+                                       "eda_gateway": {"verdict": verdict.ename, **verdict.details}}
                     self._write_all([(channel, msg)])
                     return
         super().handle_outgoing_message(stream, outgoing_msg)
@@ -270,7 +295,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         for msg_id, header in list(self._inflight.items()):
             self._ended.add(msg_id)
             self.gateway.admission.finish(self.kernel_id, msg_id)
-            self._write_all(ending_messages(self.session, header, verdict.ename, verdict.evalue))
+            self._write_all(ending_messages(self.session, header, verdict.ename, verdict.evalue,
+                                            details=verdict.details))
         self._inflight.clear()
 
     # --- writing -------------------------------------------------------------------

@@ -23,9 +23,16 @@ import websocket
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token", "admin": "admin-token"}
 
-BASE_CONFIG = """
+MULTI_USER_CONFIG = """
 c.ServerApp.identity_provider_class = "eda_gateway.auth.EDAIdentityProvider"
 c.EDAIdentityProvider.user_tokens = {tokens!r}
+"""
+# jupyter_server's own login, one token: what a personal `jupyter lab` runs with
+SINGLE_USER_CONFIG = """
+c.IdentityProvider.token = {token!r}
+"""
+
+BASE_CONFIG = """
 c.EDAGateway.admin_users = {{"admin"}}
 c.EDAGateway.workspace_root = {workspace_root!r}
 c.EDAGateway.history_db = {history_db!r}
@@ -53,6 +60,7 @@ class GatewayServer:
     extra_config: str = ""
     tokens: dict = field(default_factory=lambda: dict(TOKENS))
     command: list | None = None  # default: python -m jupyter_server
+    single_token: str | None = None  # jupyter_server's default login with this token, not per-user tokens
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -73,13 +81,16 @@ class GatewayServer:
 
     def write_config(self) -> None:
         text = BASE_CONFIG.format(
-            tokens=self.tokens,
             workspace_root=str(self.workspace_root),
             history_db=str(self.history_db),
             root_dir=str(self.root_dir),
             port=self.port,
         )
-        self.config_path.write_text(text + "\n" + self.extra_config)
+        if self.single_token:
+            identity = SINGLE_USER_CONFIG.format(token=self.single_token)
+        else:
+            identity = MULTI_USER_CONFIG.format(tokens=self.tokens)
+        self.config_path.write_text(identity + text + "\n" + self.extra_config)
 
     def start(self, timeout: float = 60) -> GatewayServer:
         self.write_config()
@@ -131,8 +142,11 @@ class GatewayServer:
 
     # --- HTTP --------------------------------------------------------------
 
+    def token_of(self, user: str) -> str:
+        return self.single_token or self.tokens[user]
+
     def headers(self, user: str | None) -> dict:
-        return {"Authorization": f"token {self.tokens[user]}"} if user else {}
+        return {"Authorization": f"token {self.token_of(user)}"} if user else {}
 
     def request(self, method: str, path: str, user: str | None = "alice", **kwargs) -> requests.Response:
         headers = {**self.headers(user), **kwargs.pop("headers", {})}
@@ -161,7 +175,7 @@ class GatewayServer:
 
     def kernel_ws(self, kernel_id: str, user: str = "alice", protocol: str | None = None) -> KernelClient:
         url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
-        kwargs = {"header": [f"Authorization: token {self.tokens[user]}"], "timeout": 60}
+        kwargs = {"header": [f"Authorization: token {self.token_of(user)}"], "timeout": 60}
         if protocol:
             kwargs["subprotocols"] = [protocol]
         ws = websocket.create_connection(url, **kwargs)

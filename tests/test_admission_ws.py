@@ -99,8 +99,16 @@ def assert_refused(messages: list[dict], msg_id: str, limit_words: str) -> float
     error, reply = messages[1]["content"], messages[3]["content"]
     assert error["ename"] == "RateLimitExceeded" and reply["ename"] == "RateLimitExceeded"
     assert reply["status"] == "error"
+    # what strict clients validate: an integer count (nothing ran), and only the spec's keys
+    assert type(reply["execution_count"]) is int
+    assert set(error) == {"ename", "evalue", "traceback"}
     assert limit_words in error["evalue"], error["evalue"]
-    return float(re.search(r"Try again in (\d+) s", error["evalue"]).group(1))
+    wait = float(re.search(r"Try again in (\d+) s", error["evalue"]).group(1))
+    for m in (messages[1], messages[3]):  # the wait as a number, too
+        details = m["metadata"]["eda_gateway"]
+        assert details["verdict"] == "RateLimitExceeded" and details["reason"] in ("per_minute", "concurrent")
+        assert wait - 1 <= details["retry_after_seconds"] <= wait
+    return wait
 
 
 def own_socket(gw, kernels, prefix: str, protocol):

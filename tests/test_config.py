@@ -92,60 +92,49 @@ def test_headless_command_serves_kernels(tmp_path):
         srv.stop()
 
 
-def test_other_identity_providers_work_unchanged(tmp_path):
-    """With jupyter_server's own IdentityProvider eda_gateway still owns by username.
-
-    That provider names a token user by cookie (a browser session), so the
-    client keeps its cookies like a browser does.
-    """
-    import requests
-    import websocket
-
+def test_other_identity_providers_that_name_users_work_unchanged(tmp_path):
+    """An identity provider of the deployment's own (JupyterHub's, say) names users:
+    eda_gateway owns kernels by those names (multi-user mode)."""
     srv = GatewayServer(tmp_path, extra_config=(
-        "c.ServerApp.identity_provider_class = 'jupyter_server.auth.identity.IdentityProvider'\n"
-        "c.IdentityProvider.token = 'shared-token'\n"
+        "from jupyter_server.auth.identity import IdentityProvider, User\n"
+        "class NamedByToken(IdentityProvider):\n"
+        "    def get_user_token(self, handler):\n"
+        "        token = self.get_token(handler) or ''\n"
+        "        return User(username=token[:-len('-token')]) if token.endswith('-token') else None\n"
+        "c.ServerApp.identity_provider_class = NamedByToken\n"
     ))
     srv.start()
     try:
-        browser = requests.Session()
-        browser.headers["Authorization"] = "token shared-token"
-        username = browser.get(f"{srv.base_url}/api/me").json()["identity"]["username"]
-        r = browser.post(f"{srv.base_url}/api/kernels", json={"name": "python3"})
-        assert r.status_code == 201, r.text
-        kid = r.json()["id"]
-        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
-        ws = websocket.create_connection(
-            f"ws://127.0.0.1:{srv.port}/api/kernels/{kid}/channels",
-            header=["Authorization: token shared-token", f"Cookie: {cookie}"],
-            timeout=30,
-        )
-        from harness import KernelClient
-
-        client = KernelClient(ws, None)
-        assert client.run("import os; os.environ['EDA_USER']").result == repr(username)
-        client.close()
-        assert kid in {k["id"] for k in browser.get(f"{srv.base_url}/api/kernels").json()}
-        # a different anonymous visitor (no cookie) does not see it
-        stranger = requests.get(f"{srv.base_url}/api/kernels", headers={"Authorization": "token shared-token"})
-        assert kid not in {k["id"] for k in stranger.json()}
+        assert "multi-user mode: identity provider" in srv.log() and "NamedByToken names users" in srv.log()
+        assert srv.get("/api/me", "alice").json()["identity"]["username"] == "alice"
+        kid = srv.start_kernel("alice")
+        kc = srv.kernel_ws(kid, "alice")
+        try:
+            assert kc.run("import os; os.environ['EDA_USER']").result == "'alice'"
+        finally:
+            kc.close()
+        assert kid in {k["id"] for k in srv.get("/api/kernels", "alice").json()}
+        assert srv.get(f"/api/kernels/{kid}", "bob").status_code == 403
     finally:
         srv.stop()
 
 
-def test_an_admins_own_websocket_or_contents_class_is_used_and_the_lost_protection_named(tmp_path):
+def test_an_admins_own_websocket_class_built_on_ours_is_used(tmp_path):
     srv = GatewayServer(tmp_path, extra_config=(
-        "c.ServerApp.contents_manager_class = 'jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager'\n"
         "from eda_gateway.websocket import EDAKernelWebsocketConnection\n"
-        "class Mine(EDAKernelWebsocketConnection): pass\n"
+        "class Mine(EDAKernelWebsocketConnection):\n"
+        "    def connect(self):\n"
+        "        self.log.info('Mine connects')\n"
+        "        return super().connect()\n"
         "c.ServerApp.kernel_websocket_connection_class = Mine\n"
     ))
     srv.start()
     try:
-        log = srv.log()
-        assert "ServerApp.contents_manager_class is configured to" in log and "files are not kept per user" in log
-        assert "kernel_websocket_connection_class is configured" not in log  # builds on ours: no warning
-        assert srv.put("/api/contents/shared.txt", "alice", json={"type": "file", "format": "text",
-                                                                   "content": "x"}).status_code == 201
-        assert (srv.root_dir / "shared.txt").exists()  # the admin's manager: not in alice's folder
+        kc = srv.kernel_ws(srv.start_kernel("alice"), "alice")
+        try:
+            assert kc.run("1 + 1").result == "2"
+        finally:
+            kc.close()
+        assert "Mine connects" in srv.log()
     finally:
         srv.stop()

@@ -194,11 +194,13 @@ def test_dataset_kernel_is_restarted_with_the_dataset_if_it_died(server):
 
 def test_dataset_kernel_counts_against_max_kernels_per_user(server):
     kernel_id = server.start_kernel("carol")  # carol may have one kernel
+    notebook = server.kernel_ws(kernel_id, "carol")  # in use: not reclaimed to make room
     try:
         r = run(server, "secret", "1", user="carol")
         assert r.status_code == 403, r.text
         assert "max_kernels_per_user" in r.json()["message"]
     finally:
+        notebook.close()
         server.delete(f"/api/kernels/{kernel_id}", "carol")
     ok(run(server, "secret", "1", user="carol"))
 

@@ -4,6 +4,7 @@ starts still in progress count; restarts do not."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -14,7 +15,8 @@ from harness import GatewayServer
 def gw(tmp_path_factory):
     srv = GatewayServer(
         tmp_path_factory.mktemp("quota"),
-        extra_config='c.EDAGateway.max_kernels_per_user = 2\nc.EDAGateway.user_limits = {"bob": {"max_kernels_per_user": 3}}\n',
+        extra_config='c.EDAGateway.max_kernels_per_user = 2\nc.EDAGateway.user_limits = {"bob": {"max_kernels_per_user": 3}}\n'
+        'c.EDAGateway.reclaim_idle_at_quota = False\n',
     ).start()
     yield srv
     srv.stop()
@@ -85,4 +87,77 @@ def test_restarts_do_not_count(gw):
         assert len(gw.get("/api/kernels", "alice").json()) == 2
         assert_quota_refusal(gw.post("/api/kernels", "alice", json={}))
     finally:
+        shut_down_all(gw, "alice")
+
+
+# --- idle kernels do not block the quota ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory):
+    """Reclaiming at the quota (the default), and carol's idle kernels culled after 6 s."""
+    srv = GatewayServer(
+        tmp_path_factory.mktemp("reclaim"),
+        extra_config='c.EDAGateway.max_kernels_per_user = 2\n'
+        'c.EDAGateway.user_limits = {"carol": {"cull_idle_after": 6}}\n',
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def wait_until(condition, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def kernel_ids(gw, user) -> set[str]:
+    return {k["id"] for k in gw.get("/api/kernels", user).json()}
+
+
+def test_at_the_quota_the_least_recently_used_idle_kernel_is_reclaimed(roomy):
+    gw = roomy
+    try:
+        old, recent = gw.start_kernel("alice"), gw.start_kernel("alice")
+        kc = gw.kernel_ws(recent, "alice")
+        assert kc.run("1").result == "1"  # `recent` was used last
+        kc.close()
+        wait_until(lambda: gw.get(f"/api/kernels/{recent}", "alice").json()["connections"] == 0, "socket closed")
+        new = gw.start_kernel("alice")
+        assert kernel_ids(gw, "alice") == {recent, new}
+        events = gw.get("/advanced-eda/api/admin/events?user=alice&kind=kernel.reclaimed", "admin").json()["events"]
+        assert [(e["kernel_id"], e["reason"]) for e in events] == [(old, "quota")]
+        # kernels in use (a client connected) are never reclaimed: then the quota refuses
+        sockets = [gw.kernel_ws(kid, "alice") for kid in (recent, new)]
+        try:
+            r = gw.post("/api/kernels", "alice", json={})
+            assert r.status_code == 403 and "max_kernels_per_user (2)" in r.json()["message"]
+        finally:
+            for s in sockets:
+                s.close()
+    finally:
+        shut_down_all(gw, "alice")
+
+
+def test_idle_kernels_are_culled_after_the_owners_cull_idle_after(roomy):
+    gw = roomy
+    try:
+        open_in_a_tab = gw.start_kernel("carol")
+        tab = gw.kernel_ws(open_in_a_tab, "carol")
+        try:
+            assert tab.run("'connected'").result == "'connected'"
+            unused = gw.start_kernel("carol")
+            wait_until(lambda: unused not in kernel_ids(gw, "carol"), "the idle kernel was never culled")
+            assert open_in_a_tab in kernel_ids(gw, "carol")  # connected: kept, like jupyter_server's culler
+            assert tab.run("'still here'").result == "'still here'"
+        finally:
+            tab.close()
+        events = gw.get("/advanced-eda/api/admin/events?user=carol&kind=kernel.reclaimed", "admin").json()["events"]
+        assert [(e["kernel_id"], e["reason"]) for e in events] == [(unused, "idle")]
+        # alice has the default (an hour): hers stay
+        mine = gw.start_kernel("alice")
+        time.sleep(8)  # longer than carol's timeout, so alice's would be gone by now with it
+        assert mine in kernel_ids(gw, "alice")
+    finally:
+        shut_down_all(gw, "carol")
         shut_down_all(gw, "alice")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from importlib import import_module
 from importlib.util import find_spec
 
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
 from .base import API_PREFIX, EDAAPIHandler
 
 
@@ -29,4 +32,22 @@ def all_handlers() -> list[tuple[str, type]]:
     return routes
 
 
-__all__ = ["API_PREFIX", "EDAAPIHandler", "all_handlers"]
+class InactiveHandler(EDAAPIHandler):
+    """eda_gateway stepped aside (gateway mode): say so instead of failing."""
+
+    async def prepare(self):
+        await APIHandler.prepare(self)  # nothing to put in RateLimit headers
+
+    @web.authenticated
+    def get(self):
+        self.json_error(503, "inactive", "eda_gateway is inactive on this server: its kernels run on a remote "
+                        "gateway (GatewayClient.url), where limits and ownership apply")
+
+    post = put = patch = delete = get
+
+
+def inactive_handlers() -> list[tuple[str, type]]:
+    return [(rf"{API_PREFIX}(?:/.*)?", InactiveHandler)]
+
+
+__all__ = ["API_PREFIX", "EDAAPIHandler", "all_handlers", "inactive_handlers"]

@@ -85,6 +85,11 @@ class Isolation:
         """Choose the layers; IsolationUnavailable if an explicit choice cannot be had."""
         wanted = self.choice if self.choice is not None else list(self.host.available)
         missing = {n: self.host.missing[n] for n in wanted if n not in self.host.available}
+        if self.choice is None and "uid" in wanted and self.gateway.identity.single_user:
+            # one user, whose files the server's user owns: a kernel under another uid could
+            # not write them (a plain jupyter lab's kernels run as the server's user)
+            wanted.remove("uid")
+            self.log.info("eda_gateway: isolation layer uid not used: single-user mode")
         if "uid" in wanted and "uid" not in missing and "bwrap" not in wanted:
             why = self._uid_unreachable()
             if why:

@@ -155,6 +155,10 @@ class Backend:
         """Kills for memory since the last call."""
         return []
 
+    def take_memory_kill(self, kernel_id: str) -> MemoryKill | None:
+        """A kill for memory in this kernel's tree not reported yet (then it is reported)."""
+        return None
+
 
 def now() -> float:
     return time.monotonic()

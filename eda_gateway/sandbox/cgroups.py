@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 
 from ..limits import Limits
@@ -94,6 +95,7 @@ class CgroupBackend(Backend):
         super().__init__(log)
         self.bases = bases
         self._oom_seen: dict[str, int] = {}
+        self._oom_lock = threading.Lock()  # the watchdog's thread and the event loop both take kills
         self._limit: dict[str, int] = {}
 
     # --- paths ------------------------------------------------------------
@@ -223,10 +225,15 @@ class CgroupBackend(Backend):
         return {kid: self.usage(kid) for kid in self.kernel_ids()}
 
     def memory_kills(self) -> list[MemoryKill]:
-        kills = []
-        for kid, seen in list(self._oom_seen.items()):
-            count = self.oom_kills(kid)
-            if count > seen:
-                self._oom_seen[kid] = count
-                kills.append(MemoryKill(kid, self._limit.get(kid, 0), self.usage(kid).peak_bytes))
-        return kills
+        return [kill for kid in list(self._oom_seen) if (kill := self.take_memory_kill(kid)) is not None]
+
+    def take_memory_kill(self, kernel_id: str) -> MemoryKill | None:
+        with self._oom_lock:
+            seen = self._oom_seen.get(kernel_id)
+            if seen is None:
+                return None
+            count = self.oom_kills(kernel_id)
+            if count <= seen:
+                return None
+            self._oom_seen[kernel_id] = count
+        return MemoryKill(kernel_id, self._limit.get(kernel_id, 0), self.usage(kernel_id).peak_bytes)

@@ -156,6 +156,12 @@ class PsutilBackend(Backend):
             kills, self._kills = self._kills, []
         return kills
 
+    def take_memory_kill(self, kernel_id: str) -> MemoryKill | None:
+        with self._lock:
+            mine = [k for k in self._kills if k.kernel_id == kernel_id]
+            self._kills = [k for k in self._kills if k.kernel_id != kernel_id]
+        return mine[-1] if mine else None
+
     # --- the enforcement thread ------------------------------------------------
     def _run(self) -> None:
         next_refresh = 0.0
@@ -223,12 +229,12 @@ class PsutilBackend(Backend):
             # pages shared after fork() count once per process in RSS: confirm with PSS
             memory = _proportional(alive)
         if memory > limits.memory_bytes:
-            kill_pids(list(alive))
-            with self._lock:
+            with self._lock:  # recorded first: whoever sees the kernel dead must find why
                 tree.peak = max(tree.peak, memory)
                 self._kills.append(MemoryKill(tree.kernel_id, limits.memory_bytes, tree.peak))
                 tree.pid = None  # the sandbox restarts it; attached() tracks the new one
                 tree.procs = {}
+            kill_pids(list(alive))
             self.log.warning(
                 "eda_gateway sandbox: kernel %s used %d MiB > %d MiB: killed",
                 tree.kernel_id, memory >> 20, limits.max_memory_mb,

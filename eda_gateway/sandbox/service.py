@@ -45,7 +45,7 @@ class Sandbox:
         self.log = log
         self.backend: Backend | None = None
         self.kernels: dict[str, ConfinedKernel] = {}
-        self.watchdog = Watchdog(self)
+        self.watchdog = Watchdog(self, config.watchdog_interval)
 
     # --- life ----------------------------------------------------------------
     @property
@@ -84,6 +84,11 @@ class Sandbox:
 
     # --- called by the provisioner -------------------------------------------------
     def prepare_launch(self, kernel_id: str, owner: str, kwargs: dict) -> dict:
+        if kernel_id in self.kernels:
+            # A relaunch: if the old process died for memory and nobody said so yet
+            # (the auto-restarter can beat the watchdog), say it now, before the
+            # new process resets what the backend counts.
+            self.memory_verdict_for(kernel_id)
         limits = self.gateway.limits_for(owner)
         plan = self.backend.prepare(kernel_id, limits)
         env = dict(kwargs.get("env") or os.environ)
@@ -132,6 +137,13 @@ class Sandbox:
             self.watchdog.forget(kernel_id)
 
     # --- naming errors ---------------------------------------------------------------
+    def memory_verdict_for(self, kernel_id: str) -> Verdict | None:
+        """``MemoryLimitExceeded`` if the kernel's last process died for memory and no
+        verdict said so yet (published now); None otherwise. The caller restarts."""
+        backend = self.backend
+        kill = backend.take_memory_kill(kernel_id) if backend is not None else None
+        return self.watchdog.memory_verdict(kill) if kill is not None else None
+
     def allocation_refused(self, kernel_id: str, msg_id: str | None, content: dict) -> Verdict | None:
         """The MemoryLimitExceeded verdict for a MemoryError the backend's backstop caused.
 

@@ -22,6 +22,8 @@ import asyncio
 import time
 from collections import OrderedDict
 
+from tornado.web import HTTPError
+
 from ..verdicts import EXECUTION_TIMEOUT, MEMORY_LIMIT_EXCEEDED, Verdict
 from .base import MemoryKill
 
@@ -29,10 +31,9 @@ MIB = 1024 * 1024
 
 
 class Watchdog:
-    poll_seconds = 0.25
-
-    def __init__(self, sandbox):
+    def __init__(self, sandbox, poll_seconds: float = 0.25):
         self.sandbox = sandbox
+        self.poll_seconds = poll_seconds
         self._queues: dict[str, OrderedDict[str, float]] = {}  # kernel -> msg_id -> admitted (monotonic)
         self._head_since: dict[str, float] = {}
         self._escalate_at: dict[tuple[str, str], float] = {}
@@ -139,7 +140,7 @@ class Watchdog:
         """jupyter_server's view of the kernel, kept current from its iopub status messages."""
         try:
             return getattr(self.gateway.kernel_manager.get_kernel(kernel_id), "execution_state", "busy")
-        except KeyError:
+        except (KeyError, HTTPError):  # jupyter_server answers an unknown kernel with a 404
             return "dead"
 
     def _limits(self, kernel_id: str):
@@ -198,6 +199,12 @@ class Watchdog:
         await self._restart(kernel_id)
 
     async def _memory_verdict(self, kill: MemoryKill) -> None:
+        self.memory_verdict(kill)
+        await self.sandbox.kill_tree(kill.kernel_id)
+        await self._restart(kill.kernel_id)
+
+    def memory_verdict(self, kill: MemoryKill) -> Verdict:
+        """Publish ``MemoryLimitExceeded`` for a kill (the caller sees to the restart)."""
         kernel_id = kill.kernel_id
         msg_id = self.in_flight(kernel_id)
         self.forget(kernel_id)
@@ -206,19 +213,17 @@ class Watchdog:
             "eda_gateway sandbox: kernel %s exceeded its memory limit (%.0f MiB, peak %.0f MiB): restarting it",
             kernel_id, limit_mib, peak_mib,
         )
-        self.gateway.verdicts.publish(
-            Verdict(
-                MEMORY_LIMIT_EXCEEDED,
-                f"the kernel used more than its memory limit of {limit_mib:.0f} MiB (peak {peak_mib:.0f} MiB) "
-                "and was killed and restarted (its variables are lost)",
-                kernel_id,
-                msg_id,
-                killed=True,
-                details={"limit_bytes": kill.limit_bytes, "peak_bytes": kill.peak_bytes},
-            )
+        verdict = Verdict(
+            MEMORY_LIMIT_EXCEEDED,
+            f"the kernel used more than its memory limit of {limit_mib:.0f} MiB (peak {peak_mib:.0f} MiB) "
+            "and was killed and restarted (its variables are lost)",
+            kernel_id,
+            msg_id,
+            killed=True,
+            details={"limit_bytes": kill.limit_bytes, "peak_bytes": kill.peak_bytes},
         )
-        await self.sandbox.kill_tree(kernel_id)
-        await self._restart(kernel_id)
+        self.gateway.verdicts.publish(verdict)
+        return verdict
 
     async def _restart(self, kernel_id: str) -> None:
         mapping = self.gateway.kernel_manager

@@ -33,19 +33,20 @@ class KernelEndings:
 
     def on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         if event == "died":  # the auto-restarter found the process gone; it restarts it now
-            self._died(kernel_id, "the kernel's process ended unexpectedly and the kernel is being restarted")
+            self._end(KERNEL_DIED, kernel_id, "the kernel's process ended unexpectedly and the kernel is "
+                      "being restarted")
         elif event == "dead":  # ... and it gave up
-            self._died(kernel_id, "the kernel's process ended unexpectedly and the kernel could not be restarted")
+            self._end(KERNEL_DIED, kernel_id, "the kernel's process ended unexpectedly and the kernel could "
+                      "not be restarted")
         elif event == "restarting":
             self._end(KERNEL_RESTARTED, kernel_id, "the kernel was restarted before this execution ended")
-        elif event in ("stopping", "stopped"):  # stopped: admitted while it was shutting down
+        elif event in ("stopping", "stopped"):  # stopped: also when jupyter_server drops a dead kernel
             self._end(KERNEL_SHUT_DOWN, kernel_id, "the kernel was shut down before this execution ended")
 
-    def _died(self, kernel_id: str, what: str) -> None:
-        if self.memory_verdict_for(kernel_id) is None:
-            self._end(KERNEL_DIED, kernel_id, what)
-
     def _end(self, ename: str, kernel_id: str, what: str) -> None:
+        # A process that died for memory is MemoryLimitExceeded whoever noticed first.
+        if self.memory_verdict_for(kernel_id) is not None:
+            return
         pending = self.pending_on(kernel_id)
         if not pending:
             return  # nothing waits: nobody to tell

@@ -1,0 +1,82 @@
+"""No execution ends without an answer, whatever ends its kernel.
+
+The watchdog is switched off here (it looks once an hour), so jupyter_client's
+auto-restarter is always first to see a kernel killed for memory: the race that
+used to lose the verdict, on purpose, every time.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import GatewayServer
+
+pytestmark = pytest.mark.sandbox
+
+ALLOCATE = "x = b'x' * (400 * 1024 * 1024)"  # written, so the pages really count
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    srv = GatewayServer(tmp_path_factory.mktemp("endings"), extra_config=(
+        "c.EDASandbox.max_memory_mb = 128\n"
+        "c.EDASandbox.watchdog_interval = 3600\n"
+        "c.EDASandbox.isolation = 'none'\n"  # faster restarts; confinement is tested elsewhere
+        "c.EDARateLimiter.max_executions_per_minute = 1000\n"
+    )).start()
+    yield srv
+    srv.stop()
+
+
+def test_memory_kills_seen_first_by_the_auto_restarter_still_name_their_verdict(gw):
+    """10 kills, each found by the auto-restarter first; the 6th in a row on one kernel
+    makes it give up (jupyter_client's restart_limit), and that one is named too."""
+    for kernel in range(2):
+        kid = gw.start_kernel("alice")
+        kc = gw.kernel_ws(kid, "alice")
+        try:
+            for attempt in range(5 if kernel == 0 else 6):
+                # sent right after the last restart, so every kill lands before the watchdog looks
+                ex = kc.run(ALLOCATE, timeout=90)
+                assert ex.reply["status"] == "error", (kernel, attempt, ex.reply)
+                assert ex.reply["ename"] == "MemoryLimitExceeded", (kernel, attempt, ex.reply)
+                assert type(ex.reply["execution_count"]) is int
+                assert ex.error["ename"] == "MemoryLimitExceeded" and "128 MiB" in ex.error["evalue"]
+            if kernel == 0:
+                assert kc.run("'alive'", timeout=90).result == "'alive'"
+        finally:
+            kc.close()
+            gw.delete(f"/api/kernels/{kid}", "alice")
+    assert gw.get("/advanced-eda/api/rate-limit-status", "alice").json()["concurrent_executions"] == 0
+
+
+def test_a_crash_ends_the_running_execution_with_kernel_died(gw):
+    kid = gw.start_kernel("bob")
+    kc = gw.kernel_ws(kid, "bob")
+    try:
+        ex = kc.run("import os; os._exit(3)", timeout=90)
+        assert (ex.reply["status"], ex.reply["ename"]) == ("error", "KernelDied")
+        assert "variables are lost" in ex.error["evalue"]
+        assert kc.run("'back'", timeout=90).result == "'back'"
+    finally:
+        kc.close()
+        gw.delete(f"/api/kernels/{kid}", "bob")
+
+
+def test_a_restart_through_the_api_answers_what_was_running_and_queued(gw):
+    kid = gw.start_kernel("carol")
+    kc = gw.kernel_ws(kid, "carol")
+    try:
+        assert kc.run("1").result == "1"  # started and answering
+        running = kc.execute("import time; time.sleep(60)")
+        queued = kc.execute("'never ran'")
+        assert gw.post(f"/api/kernels/{kid}/restart", "carol").status_code == 200
+        for msg_id in (running, queued):
+            messages = kc.collect(msg_id, timeout=60)
+            reply = next(m for m in messages if (m.get("msg_type") or m["header"]["msg_type"]) == "execute_reply")
+            assert reply["content"]["ename"] == "KernelRestarted", reply["content"]
+        status = gw.get("/advanced-eda/api/rate-limit-status", "carol").json()
+        assert status["concurrent_executions"] == 0  # no lease left behind
+    finally:
+        kc.close()
+        gw.delete(f"/api/kernels/{kid}", "carol")

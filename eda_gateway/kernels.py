@@ -45,7 +45,9 @@ class KernelQuotaExceeded(HTTPError):
     """403: the owner has ``max_kernels_per_user`` kernels, none of them idle to reclaim."""
 
     def __init__(self, limit: int, owner: str) -> None:
-        super().__init__(403, f"max_kernels_per_user ({limit}) reached for {owner}: shut down a kernel first")
+        # also as the status line's reason: clients that show only that (raise_for_status) name the limit
+        super().__init__(403, f"max_kernels_per_user ({limit}) reached for {owner}: shut down a kernel first",
+                         reason=f"Forbidden: max_kernels_per_user ({limit}) reached")
         self.limit = limit
 
 
@@ -243,8 +245,10 @@ class EDAKernelManager(AsyncMappingKernelManager):
         username = current_username()
         return [k for k in super().list_kernels() if self.may_act_on(k["id"], username)]
 
-    async def restart_kernel(self, kernel_id, now=False):
-        if kernel_id in self:
+    async def restart_kernel(self, kernel_id, now=False, *, answered=False):
+        """``answered``: a verdict already ended what the kernel ran (the sandbox's kills);
+        what was sent since waits for the new process, so nothing is ended here."""
+        if kernel_id in self and not answered:
             self._emit("restarting", kernel_id, self._owners.get(kernel_id, ""))
         result = await super().restart_kernel(kernel_id, now=now)
         self._emit("restarted", kernel_id, self._owners.get(kernel_id, ""))

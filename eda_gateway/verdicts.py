@@ -29,6 +29,7 @@ INVALID_EXECUTE_REQUEST = "InvalidExecuteRequest"
 KERNEL_DIED = "KernelDied"
 KERNEL_RESTARTED = "KernelRestarted"
 KERNEL_SHUT_DOWN = "KernelShutDown"
+ENDINGS = frozenset({KERNEL_DIED, KERNEL_RESTARTED, KERNEL_SHUT_DOWN})
 
 
 @dataclass(frozen=True)

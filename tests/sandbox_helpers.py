@@ -99,7 +99,10 @@ def run_until_answer(srv, kernel_id, user, code, timeout=60):
         kc = srv.kernel_ws(kernel_id, user)
         try:
             ex = kc.run(code, timeout=15)
-            if ex.error is None or ex.error.get("ename") not in ("MemoryLimitExceeded", "ExecutionTimeout"):
+            # a request racing the restart is answered too (KernelDied, KernelRestarted): try again
+            if ex.error is None or ex.error.get("ename") not in (
+                "MemoryLimitExceeded", "ExecutionTimeout", "KernelDied", "KernelRestarted"
+            ):
                 return ex
             last = ex
         except Exception as e:  # restarting: the websocket may close

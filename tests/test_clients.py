@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import threading
 
 import requests
 
@@ -146,7 +147,18 @@ def test_a_configured_class_that_cannot_carry_the_protection_stops_startup_namin
 def test_stop_extension_is_safe_after_any_partial_start():
     from eda_gateway.app import EDAGateway
 
-    asyncio.run(EDAGateway().stop_extension())  # nothing was started: nothing to undo, no error
+    errors = []
+
+    def stop():  # in a thread of its own: the test process may already run an event loop
+        try:
+            asyncio.run(EDAGateway().stop_extension())  # nothing was started: nothing to undo
+        except Exception as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=stop)
+    thread.start()
+    thread.join(30)
+    assert errors == []
 
 
 def test_jupyter_clients_get_their_kernel_by_session(tmp_path):

@@ -31,6 +31,7 @@ def assert_quota_refusal(r):
     assert r.status_code == 403, r.text
     assert r.headers["Content-Type"].startswith("application/json")
     assert "max_kernels_per_user (2)" in r.json()["message"]
+    assert "max_kernels_per_user (2)" in r.reason  # for clients that show only the status line
 
 
 def test_rest_and_session_starts_beyond_the_limit_get_a_json_403(gw):

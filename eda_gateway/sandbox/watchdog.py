@@ -232,6 +232,6 @@ class Watchdog:
         if mapping.get_kernel(kernel_id).shutting_down:
             return  # the auto-restarter (or a shutdown) got there first
         try:
-            await mapping.restart_kernel(kernel_id, now=True)
+            await mapping.restart_kernel(kernel_id, now=True, answered=True)
         except Exception:
             self.log.exception("eda_gateway sandbox: restarting kernel %s failed", kernel_id)

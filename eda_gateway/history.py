@@ -111,6 +111,7 @@ class HistoryStore:
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._error: BaseException | None = None
 
     # --- life cycle -------------------------------------------------------------
@@ -127,6 +128,7 @@ class HistoryStore:
         """Commit what is queued and stop the writer (blocking)."""
         if self._thread is None or not self._thread.is_alive():
             return
+        self._stopping.set()  # no more waiting for bursts: the server is going
         self._put(_STOP, block=True, timeout=timeout)
         self._thread.join(timeout)
 
@@ -217,7 +219,7 @@ class HistoryStore:
             while True:
                 batch = [self._queue.get()]
                 if batch[0] is not _STOP and not isinstance(batch[0], _Flush):
-                    time.sleep(self.batch_delay)  # let a burst coalesce into one commit
+                    self._stopping.wait(self.batch_delay)  # let a burst coalesce into one commit
                 while len(batch) < 5000:
                     try:
                         batch.append(self._queue.get_nowait())

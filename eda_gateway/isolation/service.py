@@ -12,6 +12,7 @@ command so the kernel starts inside the chosen layers:
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -151,6 +152,10 @@ class Isolation:
     def wrap(self, provisioner, launch_kwargs: dict) -> dict:
         if not self.active:
             return launch_kwargs
+        command = launch_kwargs["cmd"][0]
+        if shutil.which(command, path=(launch_kwargs.get("env") or os.environ).get("PATH")) is None:
+            # the launcher would exec it only later, in the kernel: fail the start here, as Popen does
+            raise FileNotFoundError(errno.ENOENT, f"kernel command not found: {command}", command)
         km = provisioner.parent
         kernel_id = str(provisioner.kernel_id)
         owner = self.gateway.kernel_manager.owner_of(kernel_id) or ANONYMOUS

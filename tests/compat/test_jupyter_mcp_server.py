@@ -10,9 +10,10 @@ Jupyter server, which a plain eda_gateway server does not run, so they are not c
 
 jupyter-mcp-server depends on jupyter-collaboration, jupyter_server_ydoc, fileid and
 nbmodel: installed next to eda_gateway, those server extensions would enable themselves
-in every server the suite starts. So it lives in its own venv, ``.venv-mcp/`` at the
-repository root (git-ignored; override with ``EDA_MCP_VENV``), created here on first use
-from PyPI and reused while it holds the pinned version. The ``mcp`` SDK client runs in
+in every server the suite starts. So it lives in its own venv,
+``~/.cache/eda_gateway/jupyter-mcp-server-<version>/`` (override with ``EDA_MCP_VENV``),
+created here on first use from PyPI and reused by every checkout while it holds the
+pinned version. The ``mcp`` SDK client runs in
 the test's own environment (the ``test`` extra). Without either: skip, or fail under
 ``EDA_STRICT=1``.
 """
@@ -30,9 +31,10 @@ from pathlib import Path
 import pytest
 
 STRICT = os.environ.get("EDA_STRICT") == "1"
-ROOT = Path(__file__).resolve().parents[2]
 JUPYTER_MCP_SERVER = "jupyter-mcp-server==2.2.4"
-MCP_VENV = Path(os.environ.get("EDA_MCP_VENV") or ROOT / ".venv-mcp")
+# outside the checkout: every clean clone (CI's) reuses the one built on this machine
+MCP_VENV = Path(os.environ.get("EDA_MCP_VENV")
+                or Path.home() / ".cache" / "eda_gateway" / JUPYTER_MCP_SERVER.replace("==", "-"))
 READY = MCP_VENV / ".eda-ready"  # holds the requirement it was built for
 
 SESSION_TIMEOUT = 240  # seconds for one whole agent session (kernel start included)

@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +133,24 @@ def agent_session(srv, exe: Path, codes: list[str], user: str = "alice") -> list
                         print(f"agent sees: {answers[-1]}")
         return answers
 
-    return anyio.run(run)
+    # In a thread of its own: earlier tests of the suite (Playwright's sync API) can leave an
+    # event loop running in this one, and anyio.run refuses to start inside a running loop.
+    outcome: dict = {}
+
+    def in_thread() -> None:
+        try:
+            outcome["answers"] = anyio.run(run)
+        except BaseException as e:  # re-raised in the test's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=in_thread, name="agent-session")
+    thread.start()
+    thread.join(SESSION_TIMEOUT + 60)
+    if thread.is_alive():
+        raise TimeoutError(f"the agent session did not end in {SESSION_TIMEOUT + 60} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["answers"]
 
 
 def stderr_tail(srv, n: int = 3000) -> str:

@@ -2,6 +2,24 @@ import pytest
 
 from harness import GatewayServer
 
+# jupyter_server's own suite (tests/compat) runs for minutes in a subprocess of its own:
+# it starts beside the rest of the suite, once the browser tests (the most sensitive to a
+# busy machine) are done, and its checks run last, when its result is in.
+PEER_SUITE = "tests/compat/test_jupyter_server_suite.py"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    peer = [item for item in items if item.nodeid.startswith(PEER_SUITE)]
+    items[:] = [item for item in items if not item.nodeid.startswith(PEER_SUITE)] + peer
+    config._eda_peer_suite = bool(peer)
+
+
+def pytest_runtest_setup(item):
+    if getattr(item.config, "_eda_peer_suite", False) and not item.nodeid.startswith("tests/browser/"):
+        import jupyter_server_suite
+
+        jupyter_server_suite.start_in_background("eda_gateway")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

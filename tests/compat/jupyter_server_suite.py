@@ -180,6 +180,28 @@ def run(mode: str, suite: Path, extra_args: list | tuple = (), folders=FOLDERS) 
     return result
 
 
+# --- in the background, beside the rest of the suite -------------------------------------
+
+_background: dict = {}  # mode -> Future of its Result
+
+
+def start_in_background(mode: str = "eda_gateway") -> None:
+    """Start the peer run now (a subprocess, watched from a thread): the main suite goes on
+    meanwhile, and ``background_result`` waits for it. Started once per mode."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if mode not in _background:
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"peer-{mode}")
+        _background[mode] = executor.submit(lambda: run(mode, peer_suite()))
+        executor.shutdown(wait=False)
+
+
+def background_result(mode: str = "eda_gateway") -> Result:
+    """The peer run's result (started now if nobody started it); raises Unavailable as run would."""
+    start_in_background(mode)
+    return _background[mode].result()
+
+
 def _nodeid(classname: str, name: str, suite: Path) -> str:
     """pytest's node id from junit's dotted classname (module path, then any classes)."""
     parts = classname.split(".") if classname else []

@@ -36,10 +36,9 @@ def missing(what: str):
 @pytest.fixture(scope="module")
 def eda_run() -> peer.Result:
     try:
-        suite = peer.peer_suite()
+        return peer.background_result("eda_gateway")  # tests/conftest.py starts it early
     except peer.Unavailable as e:
         missing(f"jupyter_server's own tests are not available: {e}")
-    return peer.run("eda_gateway", suite)
 
 
 def test_known_differences_are_justified():

@@ -67,6 +67,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
         super().__init__(**kwargs)
         self._owners: dict[str, str] = {}
         self._pending_starts: Counter[str] = Counter()
+        self._reclaiming: set[str] = set()  # idle kernels being shut down to make room
         self.listeners: list[KernelListener] = []
 
     def start_buffering(self, kernel_id, session_key, channels):
@@ -161,14 +162,20 @@ class EDAKernelManager(AsyncMappingKernelManager):
             self.log.info("eda_gateway: %s is at max_kernels_per_user (%s): reclaiming idle kernel %s",
                           owner, limit, kernel_id)
             self._emit("reclaimed", kernel_id, owner)
-            await self.shutdown_kernel(kernel_id)
+            self._reclaiming.add(kernel_id)  # a start beside this one must not pick it too
+            try:
+                await self.shutdown_kernel(kernel_id)
+            finally:
+                self._reclaiming.discard(kernel_id)
 
     def idle_since(self, kernel_id: str):
         """When the kernel last did anything, if nobody uses it now: not busy, no client
         connected, nothing admitted and waiting on it (jupyter_server's culler's rules,
         plus admission's). None while it is in use."""
         kernel = self._kernels.get(kernel_id)
-        if kernel is None or kernel_id in self._pending_kernels or getattr(kernel, "shutting_down", False):
+        if kernel is None or kernel_id in self._pending_kernels or kernel_id in self._reclaiming:
+            return None
+        if getattr(kernel, "shutting_down", False):
             return None
         if getattr(kernel, "execution_state", None) == "busy":
             return None  # "starting" too is idle: a kernel nobody connected to never says more

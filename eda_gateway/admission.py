@@ -319,7 +319,7 @@ class AdmissionService:
         ]
 
     def status(self, username: str, observe: bool = True) -> dict:
-        """The rate-limit-status answer of CONTRACT.md.
+        """The rate-limit-status answer (openapi.json).
 
         ``observe=False`` when someone else (an admin) asks: that must not start
         the user's session.

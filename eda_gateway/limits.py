@@ -1,7 +1,7 @@
 """The limits admins configure, and each user's effective limits after overrides.
 
 ``EDASandbox`` and ``EDARateLimiter`` are configuration sections (traitlets),
-as named in CONTRACT.md. ``LimitPolicy`` answers "what are alice's limits?",
+as named in the README's configuration reference. ``LimitPolicy`` answers "what are alice's limits?",
 applying ``EDAGateway.user_limits`` (per user, or per group as ``"@group"``).
 """
 

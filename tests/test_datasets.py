@@ -1,4 +1,4 @@
-"""Datasets: configuration checks and who may use which (CONTRACT.md, EDAGateway.datasets)."""
+"""Datasets: configuration checks and who may use which (README, EDAGateway.datasets)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The REST execution API against a real server with real kernels (CONTRACT.md)."""
+"""The REST execution API against a real server with real kernels (openapi.json)."""
 
 from __future__ import annotations
 

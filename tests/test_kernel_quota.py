@@ -143,6 +143,8 @@ def test_at_the_quota_the_least_recently_used_idle_kernel_is_reclaimed(roomy):
 def test_idle_kernels_are_culled_after_the_owners_cull_idle_after(roomy):
     gw = roomy
     try:
+        # alice has the default timeout (an hour): hers, idle longer than carol's, must stay
+        mine = gw.start_kernel("alice")
         open_in_a_tab = gw.start_kernel("carol")
         tab = gw.kernel_ws(open_in_a_tab, "carol")
         try:
@@ -155,10 +157,7 @@ def test_idle_kernels_are_culled_after_the_owners_cull_idle_after(roomy):
             tab.close()
         events = gw.get("/advanced-eda/api/admin/events?user=carol&kind=kernel.reclaimed", "admin").json()["events"]
         assert [(e["kernel_id"], e["reason"]) for e in events] == [(unused, "idle")]
-        # alice has the default (an hour): hers stay
-        mine = gw.start_kernel("alice")
-        time.sleep(8)  # longer than carol's timeout, so alice's would be gone by now with it
-        assert mine in kernel_ids(gw, "alice")
+        assert mine in kernel_ids(gw, "alice")  # idle longer than the kernel just culled
     finally:
         shut_down_all(gw, "carol")
         shut_down_all(gw, "alice")

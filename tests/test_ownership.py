@@ -72,7 +72,7 @@ def test_listings_show_only_own_kernels(server, alice_kernel):
 def test_session_naming_another_users_kernel_is_refused(server, alice_kernel):
     r = server.post("/api/sessions", "bob", json=session_body("steal.ipynb", {"id": alice_kernel}))
     assert_json_403(r)
-    # the sessions hole of DESIGN.md: nothing was created that could delete alice's kernel
+    # the sessions hole found in review: nothing was created that could delete alice's kernel
     assert server.get("/api/sessions", "bob").json() == []
     assert server.get(f"/api/kernels/{alice_kernel}", "alice").status_code == 200
 

@@ -45,7 +45,7 @@ def test_system_stats_has_the_contract_shape(observed):
     kid = observed.start_kernel("alice")
     kernel = kernel_in_stats(observed, "alice", kid)
     body = stats(observed, "alice")
-    # CONTRACT.md's fields, plus "isolation" (the layers between kernels, docs/isolation.md)
+    # openapi.json's fields, plus "isolation" (the layers between kernels, docs/isolation.md)
     assert set(body) - {"isolation"} == {
         "cpu", "memory", "active_users", "active_kernels", "active_executions",
         "enforcement", "sampled_at", "kernels",

@@ -1,4 +1,4 @@
-"""REST handlers of CONTRACT.md: a thin layer over the services, one module per topic."""
+"""REST handlers of the API in openapi.json: a thin layer over the services, one module per topic."""
 
 from __future__ import annotations
 

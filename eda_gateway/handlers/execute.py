@@ -19,7 +19,7 @@ DRAIN_BODY_BYTES = 1 << 30
 
 @web.stream_request_body
 class ExecuteCodeHandler(EDAAPIHandler):
-    """POST {"code": "..."} -> the run's status, outputs and error (CONTRACT.md)."""
+    """POST {"code": "..."} -> the run's status, outputs and error (openapi.json)."""
 
     def initialize(self):
         self._body = bytearray()

@@ -11,7 +11,7 @@ from .base import API_PREFIX, EDAAPIHandler
 from .ratelimit_headers import set_rate_limit_headers, whole_seconds
 
 def write_rate_limited(handler: web.RequestHandler, decision: Decision) -> None:
-    """Finish ``handler`` with the 429 answer of CONTRACT.md for a refused ``decision``."""
+    """Finish ``handler`` with the 429 answer of openapi.json for a refused ``decision``."""
     wait = max(1, whole_seconds(decision.retry_after_seconds))
     handler.set_status(429)
     handler.set_header("Retry-After", str(wait))

@@ -3,7 +3,7 @@
 One enforcement thread, ``tick`` seconds apart (default 0.1 s):
 - memory: the tree's summed RSS over the limit -> SIGKILL the tree (the sandbox
   then restarts the kernel and names the verdict). Honest accuracy: a fast
-  allocation can run past the limit for up to one tick (DESIGN.md measured up
+  allocation can run past the limit for up to one tick (this project measured up
   to 700 MiB over at 512 MiB with numpy), so RLIMIT_AS (limit + headroom for
   the ~1 GiB of address space an idle ipykernel maps) backs it in each process;
   RSS also counts pages shared after fork() once per process (over-estimate).

@@ -383,6 +383,7 @@ class EDAGateway(ExtensionApp):
             max_memory_mb=s.max_memory_mb,
             max_cpu_percent=s.max_cpu_percent,
             max_processes=s.max_processes,
+            max_open_files=s.max_open_files,
             max_executions_per_minute=r.max_executions_per_minute,
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,

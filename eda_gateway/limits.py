@@ -38,6 +38,11 @@ class EDASandbox(Configurable):
     max_processes = Int(
         256, config=True, help="Most processes/threads a kernel's tree may hold (contains fork bombs)."
     )
+    max_open_files = Int(
+        1024, config=True,
+        help="Most file descriptors each kernel process may hold (RLIMIT_NOFILE): bounds the sockets "
+        "whose buffers could hold host memory outside the memory limit.",
+    )
     interrupt_grace = Float(
         5.0,
         config=True,
@@ -87,7 +92,8 @@ class EDASandbox(Configurable):
             raise TraitError(f"EDASandbox.uid_range must be (first, last) with 1000 <= first <= last, got {proposal['value']!r}")
         return proposal["value"]
 
-    @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes", "watchdog_interval")
+    @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes", "max_open_files",
+              "watchdog_interval")
     def _positive(self, proposal):
         return require_positive(proposal)
 
@@ -120,6 +126,7 @@ class Limits:
     max_memory_mb: int = 512
     max_cpu_percent: float = 50.0
     max_processes: int = 256
+    max_open_files: int = 1024
     max_executions_per_minute: int = 10
     max_concurrent_executions: int = 2
     window_seconds: float = 60.0

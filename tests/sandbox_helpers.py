@@ -23,7 +23,7 @@ c.EDASandbox.max_processes = 64
 c.EDATelemetry.interval = 0.5
 c.EDARateLimiter.max_executions_per_minute = 1000
 c.EDARateLimiter.max_concurrent_executions = 10
-c.EDAGateway.user_limits = {{"carol": {{"max_execution_time": 30, "max_memory_mb": 256}}}}
+c.EDAGateway.user_limits = {{"carol": {{"max_execution_time": 30, "max_memory_mb": 256, "max_open_files": 2048}}}}
 """
 
 BACKENDS = ["cgroup", "psutil"]

@@ -30,6 +30,10 @@ STRICT = os.environ.get("EDA_STRICT") == "1"
 ATTACKS = (
     "read_connection_file", "zmq_execute", "iopub_sniff", "read_server_files", "read_bob_workspace",
     "write_outside", "read_unassigned_dataset", "signal_outside", "plant_link",
+    # privileges (what a uid 0 kernel could do with capabilities), other processes' /proc
+    "hold_privileges", "packet_socket", "raw_socket", "rcvbufforce", "negative_nice",
+    "read_server_environ", "read_server_cmdline", "read_bob_kernel_environ", "read_bob_kernel_cmdline",
+    "read_bob_kernel_status", "list_bob_kernel_fds", "read_bob_kernel_maps",
 )
 # configuration -> attacks that must be stopped (the per-layer table of docs/isolation.md)
 STOPS = {
@@ -91,6 +95,30 @@ def plant_link():
         os.symlink(P["bob_folder"], made)
         os.rename(made, P["link"])
 attempt("plant_link", plant_link)
+
+def hold_privileges():
+    status = dict(line.split(":\t", 1) for line in read("/proc/self/status").splitlines() if ":\t" in line)
+    sets = {{k: status[k].strip() for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb", "NoNewPrivs")}}
+    if sets["NoNewPrivs"] == "1" and not any(int(v, 16) for k, v in sets.items() if k.startswith("Cap")):
+        raise PermissionError(f"none held: {{sets}}")
+    return sets
+attempt("hold_privileges", hold_privileges)
+import socket
+attempt("packet_socket", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)))
+attempt("raw_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP))
+def rcvbufforce():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, 33, 1 << 30)  # SO_RCVBUFFORCE
+    return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+attempt("rcvbufforce", rcvbufforce)
+attempt("negative_nice", lambda: os.setpriority(os.PRIO_PROCESS, 0, -5) or os.getpriority(os.PRIO_PROCESS, 0))
+attempt("read_server_environ", lambda: read(f"/proc/{{P['server_pid']}}/environ").count("=") or 1/0)
+attempt("read_server_cmdline", lambda: read(f"/proc/{{P['server_pid']}}/cmdline") or 1/0)
+attempt("read_bob_kernel_environ", lambda: read(f"/proc/{{P['bob_kernel_pid']}}/environ").count("=") or 1/0)
+attempt("read_bob_kernel_cmdline", lambda: read(f"/proc/{{P['bob_kernel_pid']}}/cmdline") or 1/0)
+attempt("read_bob_kernel_status", lambda: read(f"/proc/{{P['bob_kernel_pid']}}/status").splitlines()[0])
+attempt("list_bob_kernel_fds", lambda: os.listdir(f"/proc/{{P['bob_kernel_pid']}}/fd"))
+attempt("read_bob_kernel_maps", lambda: read(f"/proc/{{P['bob_kernel_pid']}}/maps") or 1/0)
 print(json.dumps(out))
 '''
 
@@ -193,6 +221,7 @@ class Scenario:
             "runtime_dir": str(self.srv.runtime_dir), "bob_secret": self.bob_secret,
             "write_targets": self.write_targets, "bob_dataset": str(self.data / "bob.csv"),
             "victim_pid": self.victim.pid, "bob_folder": os.path.dirname(self.bob_secret), "link": self.link,
+            "server_pid": self.srv.proc.pid, "bob_kernel_pid": _kernel_process(self.bob_kid).pid,
         })
 
     def attack(self) -> dict[str, str]:
@@ -253,6 +282,8 @@ def test_attacks_from_alices_kernel(scenario):
     assert set(results) == set(ATTACKS)
     succeeded = {name for name, r in results.items() if r.startswith("succeeded")}
     assert succeeded == set(ATTACKS) - STOPS[choice], results
+    warning = sc.srv.get("/advanced-eda/api/system-stats", "alice").json()["isolation_warning"]
+    assert (warning is not None) == (choice == "none"), warning  # 'none' says so, loudly
 
 
 @pytest.mark.parametrize("scenario", ["auto"], indirect=True)
@@ -315,3 +346,112 @@ def test_impossible_choice_stops_startup(tmp_path, choice):
     code, log = start_failure(tmp_path, f"c.EDASandbox.isolation = {choice!r}\n")
     assert code != 0
     assert "EDASandbox.isolation" in log
+
+
+PRIVILEGE_PROBE = r'''
+import json, os, socket
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+out = {k: status[k].strip() for k in ("Uid", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb", "NoNewPrivs")}
+try:
+    socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    out["packet_socket"] = "opened"
+except OSError as e:
+    out["packet_socket"] = type(e).__name__
+out["server_cmdline"] = os.path.exists(f"/proc/{SERVER_PID}/cmdline")
+print(json.dumps(out))
+'''
+
+
+def _offered(layers: str) -> str | None:
+    """None if this host can run kernels under exactly these layers, else why not."""
+    from eda_gateway.isolation.layers import HostLayers
+    from eda_gateway.isolation.uids import reachable_by
+
+    host = HostLayers.detect()
+    for layer in layers.split(","):
+        if layer not in host.available:
+            return f"{layer}: {host.missing.get(layer)}"
+    if "uid" in layers and "bwrap" not in layers and reachable_by(300000, ["/tmp"], sys.executable):
+        return "uid without bwrap: the interpreter is out of other uids' reach here"
+    return None
+
+
+@pytest.mark.parametrize("layers", ["landlock", "bwrap", "uid", "landlock,bwrap", "landlock,uid", "bwrap,uid",
+                                    "landlock,bwrap,uid"])
+def test_no_kernel_holds_privileges(tmp_path, layers):
+    """Every combination of layers: no capability in any set, no_new_privs, no packet
+    sockets, no sight of the server's process (Landlock alone included)."""
+    why = _offered(layers)
+    if why:
+        pytest.skip(f"this host does not offer {layers}: {why}")  # not a missing protection: a combination
+    srv = GatewayServer(tmp_path, extra_config=f"c.EDASandbox.isolation = {layers!r}\n").start()
+    try:
+        kid = srv.start_kernel("alice")
+        ws = srv.kernel_ws(kid, "alice")
+        try:
+            run = ws.run(PRIVILEGE_PROBE.replace("SERVER_PID", str(srv.proc.pid)), timeout=60)
+        finally:
+            ws.close()
+        assert run.error is None, run.error
+        seen = json.loads(run.stdout.strip().splitlines()[-1])
+        for name in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
+            assert int(seen[name], 16) == 0, seen
+        assert seen["NoNewPrivs"] == "1", seen
+        assert seen["packet_socket"] == "PermissionError", seen
+        assert seen["server_cmdline"] is False, seen
+    finally:
+        srv.stop()
+
+
+class _Host:
+    """A host description for Isolation.start: which layers it offers, whether a private /proc."""
+
+    @staticmethod
+    def make(available, no_private_proc=None):
+        from eda_gateway.isolation.layers import HostLayers
+
+        missing = {n: f"{n} is not on this host" for n in ("landlock", "bwrap", "uid") if n not in available}
+        return HostLayers(available=list(available), missing=missing, landlock_abi=7 if "landlock" in available else 0,
+                          no_private_proc=no_private_proc)
+
+
+def _isolation(tmp_path, choice, host, single_user=False):
+    import logging
+    from types import SimpleNamespace
+
+    from eda_gateway.isolation.service import Isolation
+
+    gateway = SimpleNamespace(serverapp=SimpleNamespace(root_dir=str(tmp_path)),
+                              workspaces=SimpleNamespace(root=str(tmp_path)),
+                              identity=SimpleNamespace(single_user=single_user))
+    config = SimpleNamespace(isolation=choice, allow_network=False, user_uids={}, uid_range=(300000, 300010))
+    return Isolation(gateway, config, logging.getLogger("test"), host=host)
+
+
+NOT_ROOT = "the server does not run as root, so it cannot give kernels a private /proc"
+
+
+@pytest.mark.parametrize(("choice", "host", "single_user", "outcome"), [
+    ("auto", _Host.make(["landlock"], NOT_ROOT), False, "refused"),  # Landlock alone cannot hide /proc
+    ("auto", _Host.make([], NOT_ROOT), False, "refused"),  # nothing at all
+    ("landlock", _Host.make(["landlock"], NOT_ROOT), False, "refused"),
+    ("auto", _Host.make(["landlock"], NOT_ROOT), True, "warned"),  # one user: nobody else to protect
+    ("none", _Host.make(["landlock", "bwrap"]), False, "warned"),  # explicit: runs, loudly
+    ("auto", _Host.make(["landlock", "bwrap"], NOT_ROOT), False, "confined"),  # bwrap's pid namespace
+    ("auto", _Host.make(["landlock", "uid"]), False, "confined"),  # root: private /proc
+])
+def test_auto_refuses_what_the_host_cannot_confine(tmp_path, choice, host, single_user, outcome):
+    from eda_gateway.isolation.layers import IsolationUnavailable
+
+    isolation = _isolation(tmp_path, choice, host, single_user)
+    isolation._uid_unreachable = lambda: None
+    try:
+        isolation.start()
+    except IsolationUnavailable as e:
+        assert outcome == "refused", e
+        assert "EDASandbox.isolation" in str(e) and ("private /proc" in str(e) or "not on this host" in str(e))
+        return
+    finally:
+        isolation.stop()
+    assert outcome != "refused", isolation.active
+    assert (isolation.warning is not None) == (outcome == "warned"), isolation.warning

@@ -26,6 +26,8 @@ from sandbox_helpers import (
 
 pytestmark = pytest.mark.sandbox
 
+MIB = 1024 * 1024
+
 MEMORY_BOMB = """
 import time
 chunks = []
@@ -221,6 +223,80 @@ def test_busy_loop_is_held_at_the_cpu_limit(confined):
     assert share <= 40 + 10, f"busy loop used {share:.0f}% of a core, limit 40%"
     assert share > 5, f"busy loop barely ran ({share:.0f}%): the measurement is broken"
     assert confined.delete(f"/api/kernels/{kid}", "carol").status_code == 204
+
+
+# Unread datagrams queued on ~1,000 UDP sockets (each may buffer 2 x net.core.rmem_max):
+# host memory the kernel holds outside its memory cgroup unless socket buffers are charged.
+UDP_QUEUES = r"""
+import os, socket, time
+def available():
+    with open("/proc/meminfo") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable"))
+socks = []
+try:
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        socks.append(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 30)
+        s.bind(("127.0.0.1", 0))
+except OSError:
+    socks.pop().close()
+sender, payload, sent = socks.pop(), b"x" * 60000, 0
+for s in socks:
+    for _ in range(200):
+        try:
+            sender.sendto(payload, s.getsockname())
+            sent += len(payload)
+        except OSError:
+            break
+    if sent > 1536 << 20:
+        break
+ours = {str(os.fstat(s.fileno()).st_ino) for s in socks}
+queued = 0
+with open("/proc/net/udp") as f:
+    for line in f.readlines()[1:]:
+        fields = line.split()
+        if fields[9] in ours:
+            queued += int(fields[4].split(":")[1], 16)
+print(len(socks) + 1, sent >> 20, queued >> 20)
+"""
+
+
+def test_udp_queues_stay_within_the_memory_limit(confined):
+    """The host loses at most max_memory_mb + 128 MiB to one kernel's socket buffers."""
+    if "'psutil'" in confined.config_path.read_text():
+        pytest.skip("psutil backend: socket buffers are bounded only by max_open_files (docs/sandbox.md)")
+    kid = confined.start_kernel("carol")  # carol: 30 s a cell, 256 MiB, 2048 open files
+    kc = confined.kernel_ws(kid, "carol")
+    try:
+        before = psutil.virtual_memory().available
+        run = kc.run(UDP_QUEUES, timeout=120)
+        assert run.error is None, run.error
+        # the queues are still held: the kernel keeps its sockets until the next cell
+        drop = before - min(psutil.virtual_memory().available for _ in range(3))
+        sockets, sent_mib, queued_mib = (int(x) for x in run.stdout.split())
+        print(f"\nUDP queues: {sockets} sockets, {sent_mib} MiB sent, {queued_mib} MiB queued, "
+              f"host lost {drop / MIB:.0f} MiB")
+        assert sockets <= 2048 and sent_mib >= 1024, run.stdout  # the attack really ran
+        assert queued_mib <= 128, f"{queued_mib} MiB queued on {sockets} sockets"
+        assert drop <= (256 + 128) * MIB, f"host lost {drop / MIB:.0f} MiB (limit 256 MiB + 128 MiB)"
+        kc.run("for s in socks: s.close()")
+    finally:
+        kc.close()
+    assert confined.delete(f"/api/kernels/{kid}", "carol").status_code == 204
+
+
+@pytest.mark.parametrize(("user", "expected"), [("alice", "(1024, 1024)"), ("carol", "(2048, 2048)")])
+def test_open_files_limit_follows_the_user(confined, user, expected):
+    """max_open_files, per user: never the server's own (often tens of thousands)."""
+    kid = confined.start_kernel(user)
+    kc = confined.kernel_ws(kid, user)
+    try:
+        run = kc.run("import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))")
+        assert run.stdout.strip() == expected, (run.stdout, run.error)
+    finally:
+        kc.close()
+    assert confined.delete(f"/api/kernels/{kid}", user).status_code == 204
 
 
 def test_endless_loop_gets_execution_timeout_and_keeps_its_kernel(confined):

@@ -34,6 +34,7 @@ class SystemStatsHandler(EDAAPIHandler):
                 "active_executions": snap.active_executions,
                 "enforcement": gateway.sandbox.enforcement,  # chosen at start-up: known before the first sample
                 "isolation": gateway.isolation.active,  # layers between kernels (eda_gateway/isolation)
+                "isolation_warning": gateway.isolation.warning,  # set when kernels run less confined
                 "sampled_at": _iso(snap.sampled_at),
                 "kernels": [k.to_json() for k in snap.kernels if everyone or k.user == user],
             }

@@ -78,8 +78,9 @@ def command(
             "--unshare-cgroup-try"]
     if not network:
         args.append("--unshare-net")
-    # As root bwrap would keep every capability: keep only what the uid drop needs.
-    args += ["--cap-drop", "ALL"]
+    # As root bwrap would keep every capability: keep only what the launcher needs to
+    # empty the bounding set (SETPCAP) and drop the uid, then drops them too.
+    args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETPCAP"]
     if keep_setuid:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     args += system_args()

@@ -2,15 +2,18 @@
 
 SPEC is one JSON argument (never a shell string) built by ``eda_gateway.isolation.plan``:
 
-    {"landlock": {"read": [...], "write": [...], "devices": [...],
+    {"private_proc": true | false,
+     "landlock": {"read": [...], "write": [...], "devices": [...],
                   "tcp": true (rule TCP ports) | false, "bind_ports": [...],
                   "connect_ports": [[lo, hi], ...] | "any"} | null,
      "uid": 300001 | null, "gid": 300001 | null, "cwd": "/path" | null}
 
-Order matters: the Landlock ruleset is built while we may still open every
-path (as root), the process is restricted, then the uid is dropped, then the
-kernel is exec'd. Any failure exits non-zero before the kernel runs: a kernel
-never starts less confined than asked.
+Order matters: a private /proc is mounted while we are still root (``procfs``),
+the Landlock ruleset is built while we may still open every path, the process
+is restricted, the bounding set is emptied, the uid is dropped, every other
+capability set is emptied and checked (``privileges``), then the kernel is
+exec'd. Any failure exits non-zero before the kernel runs: a kernel never
+starts less confined than asked.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import os
 import sys
 
-from . import landlock
+from . import landlock, privileges, procfs
 
 EXIT_CONFINEMENT_FAILED = 97
 
@@ -59,10 +62,15 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: python -m eda_gateway.isolation.launch SPEC_JSON -- ARGV...")
     spec, command = json.loads(argv[0]), argv[2:]
     try:
+        if spec.get("private_proc"):
+            procfs.make_private()
         if spec.get("landlock") is not None:
             apply_landlock(spec["landlock"])
+        privileges.drop_bounding()
         if spec.get("uid") is not None:
             drop_uid(int(spec["uid"]), int(spec["gid"]))
+        privileges.drop_all()
+        privileges.verify()
         if spec.get("cwd"):  # after the drop: the folder belongs to the new uid
             os.chdir(spec["cwd"])
     except OSError as e:

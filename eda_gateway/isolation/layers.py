@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from traitlets import TraitError
 
-from . import bwrap, landlock
+from . import bwrap, landlock, procfs
 
 LAYERS = ("landlock", "bwrap", "uid")  # in the order they are applied (outermost is bwrap)
 SETTING = "EDASandbox.isolation"
@@ -41,6 +41,7 @@ class HostLayers:
     missing: dict[str, str] = field(default_factory=dict)
     landlock_abi: int = 0
     bwrap_path: str | None = None
+    no_private_proc: str | None = None  # why kernels cannot get a private /proc outside bwrap (None: they can)
 
     @classmethod
     def detect(cls) -> HostLayers:
@@ -57,6 +58,7 @@ class HostLayers:
             host.bwrap_path = path
         else:
             host.missing["bwrap"] = f"bwrap cannot build a sandbox here: {why}"
+        host.no_private_proc = procfs.available()
         if os.geteuid() == 0:
             host.available.append("uid")
         else:

@@ -78,6 +78,7 @@ class Isolation:
             scanned=[content_root, gateway.workspaces.root],
         )
         self.active: list[str] = []
+        self.warning: str | None = None  # shown in system-stats when kernels run less confined than usual
         self.runtime_root: str | None = None
 
     # --- life of the service ---------------------------------------------------
@@ -101,6 +102,7 @@ class Isolation:
         self.active = [n for n in wanted if n not in missing]
         for name, why in missing.items():
             self.log.warning("eda_gateway: isolation layer %s not used: %s", name, why)
+        self._check_floor(missing)
         if self.active:
             from ..sandbox.base import instance_name
 
@@ -115,6 +117,33 @@ class Isolation:
             self.host.landlock_abi,
         )
         return self.active
+
+    def _check_floor(self, missing: dict[str, str]) -> None:
+        """What every confined kernel gets whatever the layers: no privileges (the launcher)
+        and no sight of other processes (bwrap's pid namespace, else a private /proc).
+        Where the host cannot give that, only an explicit ``isolation = "none"`` runs kernels."""
+        self.warning = None
+        if not self.active:
+            if self.choice == []:
+                self.warning = ("isolation is 'none': kernels run with the server's privileges and can reach "
+                                "each other, the server and its tokens")
+                self.log.warning("eda_gateway: " + "!" * 20 + " %s " + "!" * 20, self.warning)
+                return
+            why = "no isolation layer is available: " + "; ".join(
+                f"{n}: {w}" for n, w in {**self.host.missing, **missing}.items())
+        else:
+            why = None if "bwrap" in self.active else self.host.no_private_proc
+        if why is None:
+            return
+        message = (f"{layers.SETTING}={'auto' if self.choice is None else ','.join(self.choice)!r}: kernels cannot "
+                   f"be confined here ({why}); install bubblewrap or run the server as root, or set "
+                   f"{layers.SETTING} = 'none' to run them unconfined")
+        if self.choice is None and self.gateway.identity.single_user:
+            # one user: nobody else's kernels or tokens to protect (a plain jupyter lab's kernels)
+            self.warning = message
+            self.log.warning("eda_gateway: single-user mode: %s", message)
+            return
+        raise layers.IsolationUnavailable(message)
 
     def _uid_unreachable(self) -> str | None:
         """Without bwrap the uid kernels run in the host's tree: can they reach what they need?"""
@@ -183,10 +212,11 @@ class Isolation:
             env["USER"] = env["LOGNAME"] = f"eda_{user_id(owner)}"
 
         cwd = launch_kwargs.get("cwd") or workspace or kdir
-        spec = {"landlock": self._landlock_spec(km, own_dirs, datasets) if "landlock" in self.active else None,
+        # the launcher runs under every choice of layers: it drops every privilege
+        spec = {"private_proc": "bwrap" not in self.active and self.host.no_private_proc is None,
+                "landlock": self._landlock_spec(km, own_dirs, datasets) if "landlock" in self.active else None,
                 "uid": uid, "gid": uid, "cwd": cwd}
-        if spec["landlock"] is not None or uid is not None:
-            cmd = [sys.executable, "-m", "eda_gateway.isolation.launch", json.dumps(spec), "--", *cmd]
+        cmd = [sys.executable, "-m", "eda_gateway.isolation.launch", json.dumps(spec), "--", *cmd]
         if "bwrap" in self.active:
             # Signals cannot cross into the pid namespace: interrupt by message.
             km.kernel_spec.interrupt_mode = "message"

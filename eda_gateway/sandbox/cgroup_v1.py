@@ -2,7 +2,8 @@
 
 memory.limit_in_bytes (+ memory.memsw.limit_in_bytes where swap accounting
 exists, so swap cannot stretch the limit), cpu.cfs_quota_us over a 20 ms
-period plus cpu.cfs_burst_us (throttled, never killed), pids.max (fork bombs get EAGAIN). The
+period plus cpu.cfs_burst_us (throttled, never killed), pids.max (fork bombs get EAGAIN),
+memory.kmem.tcp.limit_in_bytes (socket buffers, which v1 does not charge to the memory limit). The
 kernel's OOM killer does the memory kill; ``oom_kill`` in memory.oom_control
 tells us it happened.
 """
@@ -26,6 +27,11 @@ CFS_PERIOD_US = 20_000
 # not throttled at all. Burst is only unused quota carried over, so a sustained
 # loop still averages the limit over seconds (tests/test_sandbox.py checks it).
 REQUIRED = ("memory", "cpu", "pids")
+# v1 keeps socket buffers (TCP and UDP queues) out of memory.limit_in_bytes: a kernel
+# with ~800 sockets of unread datagrams held ~700 MB of host memory under a 38 MB
+# cgroup. memory.kmem.tcp.limit_in_bytes caps them; past it, datagrams are dropped
+# (docs/sandbox.md). v2 charges them to memory.max with everything else.
+SOCKET_MEMORY_BYTES = 64 * 1024 * 1024
 
 
 class CgroupV1Backend(CgroupBackend):
@@ -52,6 +58,9 @@ class CgroupV1Backend(CgroupBackend):
                 write(os.path.join(leaf, "memory.limit_in_bytes"), limit)
             if os.path.exists(memsw):
                 write(memsw, limit)
+            tcp = os.path.join(leaf, "memory.kmem.tcp.limit_in_bytes")
+            if os.path.exists(tcp):  # v1 charges socket buffers (UDP too) only here, not to the limit above
+                write(tcp, SOCKET_MEMORY_BYTES)
             for counter in ("memory.max_usage_in_bytes", "memory.failcnt"):
                 write(os.path.join(leaf, counter), 0)  # fresh peak after a restart
         elif role == "cpu":

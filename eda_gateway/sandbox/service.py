@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ class Sandbox:
         env[KERNEL_MARKER] = kernel_id
         env[SERVER_MARKER] = self.backend.instance
         kwargs["env"] = env
-        kwargs["preexec_fn"] = _chain(kwargs.get("preexec_fn"), plan.preexec_fn)
+        kwargs["preexec_fn"] = _chain(kwargs.get("preexec_fn"), plan.preexec_fn, _open_files_limit(limits))
         record = self.kernels.get(kernel_id)
         if record is None:
             record = self.kernels[kernel_id] = ConfinedKernel(kernel_id, owner, limits)
@@ -178,6 +179,17 @@ class Sandbox:
         """Blocking: call off the event loop."""
         backend = self.backend
         return backend.sample() if backend is not None else {}
+
+
+def _open_files_limit(limits: Limits):
+    """RLIMIT_NOFILE for the kernel's tree (it would inherit the server's, often tens of
+    thousands): each socket can queue up to 2 x net.core.rmem_max of host memory."""
+    count = limits.max_open_files
+
+    def limit_open_files() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+    return limit_open_files
 
 
 def _chain(*functions):

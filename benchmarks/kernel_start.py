@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/kernel_start.py [--n 10]
 
-Three servers in one run (eda_gateway with its default isolation, eda_gateway with
-``EDASandbox.isolation = "none"``, and a plain jupyter_server with the extension off);
+Four servers in one run (eda_gateway with its default isolation, with Landlock alone
+(the private /proc path), with ``EDASandbox.isolation = "none"``, and a plain jupyter_server with the extension off);
 starts alternate between them. One sample: ``POST /api/kernels``, open the kernel
 websocket, send ``kernel_info_request``, until its reply; then the kernel is deleted.
 Prints p50/p95 per server and the ratios to ``none`` and to plain.
@@ -25,6 +25,7 @@ from harness import GatewayServer, new_message  # noqa: E402
 TOKEN = "benchmark-token-0123456789"
 SERVERS = {
     "eda_gateway (default isolation)": "",
+    "eda_gateway (landlock alone)": "c.EDASandbox.isolation = 'landlock'\n",
     "eda_gateway (isolation none)": "c.EDASandbox.isolation = 'none'\n",
     "plain jupyter_server": "c.ServerApp.jpserver_extensions = {'eda_gateway': False}\n",
 }

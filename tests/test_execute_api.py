@@ -342,7 +342,9 @@ def test_path_tricks_in_the_source_id_are_refused(server, source):
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"", b"[1, 2]", b'"code"', b"{}", b'{"code": 1}', b'{"code": null}', b'{"code": "1", "extra": 2}'],
+    [b"not json", b"", b"[1, 2]", b'"code"', b"{}", b'{"code": 1}', b'{"code": null}', b'{"code": "1", "extra": 2}',
+     # nested past the parser's recursion limit (was a 500), and past MAX_JSON_DEPTH
+     b'{"code": "1", "x": ' + b"[" * 1900 + b"]" * 1900 + b"}", b'{"code": "1", "x": ' + b"[" * 100 + b"]" * 100 + b"}"],
 )
 def test_bad_bodies_are_json_400(server, body):
     r = server.post(f"{EXECUTE}/sales", data=body, headers={"Content-Type": "application/json"})

@@ -126,7 +126,11 @@ def test_path_tricks_in_settings_ids_are_refused(lab, schema_name):
     assert "invalid settings id" in response.json()["message"]
 
 
-@pytest.mark.parametrize("body", ["not json", "[]", "{}", '{"data": {}, "metadata": []}', '{"data": {}, "metadata": {"id": "other"}}'])
+DEEP = "[" * 3000 + "]" * 3000  # past Python's parser recursion limit: was a 500
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", "{}", '{"data": {}, "metadata": []}', '{"data": {}, "metadata": {"id": "other"}}',
+                                  '{"data": ' + DEEP + ', "metadata": {"id": "x"}}'])
 def test_malformed_workspaces_are_a_400_and_change_nothing(lab, body):
     before = lab.get(WORKSPACE, "carol").json()
     response = lab.put(WORKSPACE, "carol", data=body)
@@ -134,7 +138,8 @@ def test_malformed_workspaces_are_a_400_and_change_nothing(lab, body):
     assert lab.get(WORKSPACE, "carol").json() == before
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"raw": 5}', b'{"raw": "{ not json5"}', b'{"raw": "{\\"theme\\": 5}"}', b"\xff"])
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"raw": 5}', b'{"raw": "{ not json5"}', b'{"raw": "{\\"theme\\": 5}"}', b"\xff",
+                                  ('{"raw": "' + DEEP + '", "x": ' + DEEP + "}").encode(), ('{"raw": "' + DEEP + '"}').encode()])
 def test_malformed_settings_are_a_400_and_change_nothing(lab, body):
     before = lab.get(SETTINGS, "carol").json()["raw"]
     response = lab.put(SETTINGS, "carol", data=body)

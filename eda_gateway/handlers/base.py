@@ -46,11 +46,42 @@ class EDAAPIHandler(APIHandler):
 
     def read_json_object(self) -> dict:
         """The request body as a JSON object, or a 400 saying what is wrong."""
-        try:
-            body = json.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPError(400, "body is not valid JSON") from None
+        body = parse_json(self.request.body, "body")
         if not isinstance(body, dict):
             raise web.HTTPError(400, "body must be a JSON object")
         return body
 
+
+# Deeper than any request this API takes; Python's parser raises RecursionError (a 500)
+# near 1,000 levels, and what is parsed is walked again by the code after it.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value) -> int:
+    """How deeply ``value`` nests lists and objects (stops counting past MAX_JSON_DEPTH)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_json(body: bytes | None, what: str):
+    """``body`` parsed, or a 400: not JSON, or nested deeper than MAX_JSON_DEPTH."""
+    try:
+        value = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPError(400, f"{what} is not valid JSON") from None
+    except RecursionError:
+        value, depth = None, MAX_JSON_DEPTH + 1
+    else:
+        depth = json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise web.HTTPError(400, f"{what} nests lists or objects deeper than {MAX_JSON_DEPTH} levels")
+    return value

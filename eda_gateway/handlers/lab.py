@@ -28,6 +28,7 @@ from jupyterlab_server.workspaces_handler import WorkspacesHandler, WorkspacesMa
 from tornado import web
 
 from ..users import InvalidUsername, user_id
+from .base import parse_json
 from ..workspaces import ensure_private_dir
 
 # The LabApp's extension name: settings["lab"] is the running LabApp.
@@ -117,10 +118,13 @@ class UserSettingsHandler(PerUserSchemaMixin, SettingsHandler):
     def put(self, schema_name: str) -> None:
         check_schema_name(schema_name)
         check_body_size(self.request.body, "settings")
+        parse_json(self.request.body, "settings")
         try:
             return super().put(schema_name)
         except ValueError as e:  # a non-UTF-8 body or a "raw" that is not JSON5: upstream lets these be 500s
             raise web.HTTPError(400, f"invalid settings: {e}") from None
+        except RecursionError:  # "raw" (JSON5) nested past the parser's limit
+            raise web.HTTPError(400, "invalid settings: nested too deeply") from None
 
 
 class UserTranslationsHandler(PerUserSchemaMixin, TranslationsHandler):
@@ -180,10 +184,7 @@ def check_body_size(body: bytes, what: str) -> None:
 
 def check_workspace_body(body: bytes) -> None:
     """The shape WorkspacesManager relies on; anything else would be a 500 there."""
-    try:
-        workspace = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPError(400, "workspace is not valid JSON") from None
+    workspace = parse_json(body, "workspace")
     if not (
         isinstance(workspace, dict)
         and isinstance(workspace.get("data"), dict)

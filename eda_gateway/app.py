@@ -308,6 +308,13 @@ class EDAGateway(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp):
         await super()._start_jupyter_server_extension(serverapp)
+        from .handlers.ratelimit_headers import RetryAfterTransform
+
+        if RetryAfterTransform not in serverapp.web_app.transforms:  # authentication backoff's 429s
+            serverapp.web_app.transforms.append(RetryAfterTransform)
+        warn_weak_tokens = getattr(serverapp.identity_provider, "warn_weak_tokens", None)
+        if warn_weak_tokens is not None:
+            warn_weak_tokens(serverapp.log)
         if not self.active:
             return
         # every extension's routes exist by now

@@ -15,6 +15,8 @@ ADMITTED = Counter("eda_gateway_executions_admitted", "Executions admitted", ["s
 REFUSED = Counter("eda_gateway_executions_refused", "Executions refused, by reason", ["reason"])
 VERDICTS = Counter("eda_gateway_verdicts", "Sandbox and rate-limit verdicts, by kind", ["kind"])
 ENFORCEMENT = Gauge("eda_gateway_enforcement", "Enforcement backend in use (1 for the active one)", ["backend"])
+AUTH_FAILURES = Counter("eda_gateway_auth_failures", "Wrong tokens and logins, by kind", ["kind"])
+AUTH_THROTTLED = Counter("eda_gateway_auth_throttled", "Authentications refused (429) during backoff", ["kind"])
 SAMPLE_SECONDS = Gauge("eda_gateway_sampler_seconds", "Time the last telemetry sample took to measure")
 
 

@@ -1,6 +1,8 @@
 """Who is calling: per-user tokens in the header, the URL and the browser login form."""
 
 import hashlib
+import math
+import time
 
 import pytest
 import requests
@@ -98,3 +100,70 @@ def test_tokens_never_logged(server):
     assert "00000000-0000-0000-0000-000000000000" in log  # the log is really being read
     for token in TOKENS.values():
         assert token not in log
+
+
+def _from(address: str, server, path: str, token: str) -> tuple[int, dict]:
+    """A GET from another loopback address: another client, as the server sees it."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=(address, 0))
+    try:
+        conn.request("GET", path, headers={"Authorization": f"token {token}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def test_guessing_is_throttled_while_others_work(server):
+    """Wrong tokens from one address: a few at full speed, then 429 + Retry-After without
+    comparing; alice (another address) and the guesser's own valid token afterwards are fine."""
+    started = time.monotonic()
+    answers = [_from("127.0.0.7", server, "/api/kernels", f"guess-{i:04d}") for i in range(40)]
+    elapsed = time.monotonic() - started
+    refused = [status for status, _ in answers if status == 403]
+    throttled = [headers for status, headers in answers if status == 429]
+    # 10 free failures, the 11th starts a 1 s wait, each later failure doubles it: within
+    # `elapsed` seconds at most log2(elapsed + 1) + 1 waits can have run out
+    assert 11 <= len(refused) <= 11 + math.log2(elapsed + 1) + 1, ([s for s, _ in answers], elapsed)
+    assert len(throttled) == 40 - len(refused)
+    assert all(int(h["Retry-After"]) >= 1 for h in throttled)
+    # during the backoff even a right token from that address waits (nothing is compared)
+    assert _from("127.0.0.7", server, "/api/kernels", TOKENS["bob"])[0] == 429
+    assert whoami(server.get("/api/me", "alice")) == "alice"  # from 127.0.0.1: not locked out
+    metrics = server.get("/metrics", "admin").text
+    assert 'eda_gateway_auth_failures_total{kind="token"}' in metrics
+    assert 'eda_gateway_auth_throttled_total{kind="token"}' in metrics
+    log = server.log()
+    assert "wrong tokens from 127.0.0.7" in log and "guess-0" not in log  # the address, never the secret
+    assert log.count("wrong tokens from 127.0.0.7") <= 6  # 1, 2, 4, 8: not a line per guess
+
+
+def test_a_cookie_is_refused_after_logout(server):
+    browser = requests.Session()
+    browser.get(f"{server.base_url}/login", timeout=10)
+    r = browser.post(f"{server.base_url}/login", data={"password": TOKENS["carol"], "_xsrf": browser.cookies.get("_xsrf")},
+                     allow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    kept = {c.name: c.value for c in browser.cookies if c.name.startswith("username-")}
+    assert kept and whoami(browser.get(f"{server.base_url}/api/me", timeout=10)) == "carol"
+    assert browser.get(f"{server.base_url}/logout", timeout=10).status_code == 200
+    # someone kept a copy of the cookie: it is dead on the server, not just in the browser
+    replay = requests.get(f"{server.base_url}/api/me", cookies=kept, timeout=10)
+    assert replay.status_code == 403, replay.text
+    # a new login works again
+    browser.post(f"{server.base_url}/login", data={"password": TOKENS["carol"], "_xsrf": browser.cookies.get("_xsrf")},
+                 timeout=10)
+    assert whoami(browser.get(f"{server.base_url}/api/me", timeout=10)) == "carol"
+
+
+def test_short_plain_tokens_draw_a_warning(tmp_path):
+    tokens = {**TOKENS, "eve": "Zq9x", "dora": "sha256:" + hashlib.sha256(b"x").hexdigest()}
+    srv = GatewayServer(tmp_path, tokens=tokens).start()
+    try:
+        log = srv.log()
+        assert "the tokens of admin, alice, bob, carol, eve are shorter than 16 characters" in log, log[-2000:]
+        assert "Zq9x" not in log  # the token itself is not logged
+    finally:
+        srv.stop()

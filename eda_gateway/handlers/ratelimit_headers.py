@@ -33,3 +33,18 @@ def set_rate_limit_headers(handler: web.RequestHandler, status: dict) -> None:
 def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> None:
     """Set the RateLimit headers of ``username`` on any of our API answers."""
     set_rate_limit_headers(handler, handler.settings["eda_gateway"].admission.status(username))
+
+
+class RetryAfterTransform(web.OutputTransform):
+    """Adds ``Retry-After`` to a 429 raised before any handler code could set it
+    (authentication backoff in ``prepare``: tornado's send_error clears headers set earlier)."""
+
+    def __init__(self, request):
+        super().__init__(request)
+        self.request = request
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        wait = getattr(self.request, "eda_retry_after", None)
+        if status_code == 429 and wait is not None and "Retry-After" not in headers:
+            headers["Retry-After"] = str(max(1, whole_seconds(wait)))
+        return status_code, headers, chunk

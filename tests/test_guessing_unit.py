@@ -26,7 +26,7 @@ def test_free_failures_then_doubling_waits_up_to_the_cap():
     assert throttle.retry_after("b") == 0  # other addresses are untouched
 
 
-def test_quiet_time_forgets_but_a_success_does_not():
+def test_only_quiet_time_forgets():
     clock = Clock()
     throttle = GuessThrottle(clock, free_failures=1, base_delay=1, max_delay=10)
     throttle.failed("a")

@@ -82,8 +82,8 @@ class ActivityLog:
         )
 
     def on_verdict(self, verdict) -> None:
-        """verdict bus listener: a limit ended an execution."""
-        user = self.owner_of(verdict.kernel_id)
+        """verdict bus listener: a limit ended an execution (or a user's disk is full)."""
+        user = verdict.user or self.owner_of(verdict.kernel_id)
         self._emit(
             VERDICT_SCHEMA,
             {

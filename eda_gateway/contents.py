@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from contextlib import contextmanager
 from functools import cached_property
 
@@ -234,6 +235,8 @@ class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
     @contextmanager
     def _disk_quota(self, path: str):
         """A write that ran out of space answers 507 naming the quota (jupyter_server: a 500)."""
+        os_path = self._get_os_path(path)
+        existed = os.path.lexists(os_path)
         try:
             yield
         except (HTTPError, OSError) as e:
@@ -245,6 +248,8 @@ class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
                 cause = cause.__cause__ or cause.__context__
             if cause is None or not is_quota_error(cause):
                 raise
+            if not existed and stat.S_ISREG(os.lstat(os_path).st_mode if os.path.lexists(os_path) else 0):
+                os.unlink(os_path)  # the new file's partial content: what the failed write began
             raise self._quota_full(path) from cause
 
     def _quota_full(self, path: str) -> HTTPError:

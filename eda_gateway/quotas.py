@@ -405,8 +405,11 @@ class DiskQuotas:
             if not stat.S_ISDIR(info.st_mode):
                 continue
             if sub == "workspace" and info.st_uid not in (os.geteuid(), self.uid_of(username)):
-                # made by someone else in a shared /tmp: its contents are not the user's
-                self.log.warning("eda_gateway: not migrating %s: owned by uid %s", target, info.st_uid)
+                # made by someone else in a shared /tmp (another user's kernel, uid layer alone):
+                # what it holds, say an IPython startup file, is not the user's; as isolation does
+                aside = f"{target}.foreign-{int(time.time())}"
+                os.rename(target, aside)
+                self.log.warning("eda_gateway: %s belonged to another uid; moved aside to %s", target, aside)
                 continue
             todo[sub] = target
         needed = sum(tree_size(t) for t in todo.values())

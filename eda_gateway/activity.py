@@ -99,7 +99,7 @@ class ActivityLog:
             h.VERDICT,
             user or "",
             at=verdict.at,
-            kernel_id=verdict.kernel_id,
+            kernel_id=verdict.kernel_id or None,  # DiskQuotaExceeded is about no one kernel
             reason=verdict.ename,
             details={"killed": bool(verdict.killed), "msg_id": verdict.msg_id},
         )

@@ -361,7 +361,8 @@ class DiskQuotas:
     def _create(self, image: str, limit_mb: int) -> None:
         fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.ftruncate(fd, (limit_mb + max(8, limit_mb // 16)) * MIB)  # sparse: no space taken yet
+            # sparse: no space taken yet. Short of ext4's overhead on purpose: _mount_sized grows it
+            os.ftruncate(fd, (limit_mb + limit_mb // 64 + 4) * MIB)
         finally:
             os.close(fd)
         try:
@@ -373,7 +374,7 @@ class DiskQuotas:
     def _mount_sized(self, image: str, mountpoint: str, limit_mb: int) -> None:
         """Mount; while the usable space is short of the quota (ext4's overhead, or a raised
         quota), unmount, grow the image by the gap and mount again."""
-        for _ in range(5):
+        for _ in range(8):
             if is_mountpoint(mountpoint):
                 self._unmount(mountpoint)
             _check(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, image, mountpoint])

@@ -230,3 +230,33 @@ def test_not_root_warns_in_single_user_mode(unprivileged_tmp):
         assert srv.get(f"{API}/rate-limit-status", "owner").json()["disk"] is None
     finally:
         srv.stop()
+
+
+def test_raising_the_quota_grows_the_volume(tmp_path):
+    """An admin raises max_disk_mb: the image grows at its next mount, files kept."""
+    from eda_gateway.quotas import DiskQuotas
+
+    why = DiskQuotas.unavailable()
+    if why:
+        if STRICT:
+            pytest.fail(why)
+        pytest.skip(why)
+    folder = tmp_path / "content"
+    limit = {"mb": 32}
+    quotas = DiskQuotas(str(tmp_path / "disks"), lambda u: limit["mb"], lambda u: {"content": str(folder)})
+    quotas.start()
+    try:
+        quotas.ensure("erin")
+        (folder / "a.txt").write_text("before")
+        assert quotas.usage("erin")["free_bytes"] < 33 * MIB
+    finally:
+        quotas.release_all()
+    limit["mb"] = 48
+    quotas.start()
+    try:
+        used = quotas.usage("erin")  # start() mounted the existing volume again
+        assert 48 * MIB <= used["used_bytes"] + used["free_bytes"] <= 50 * MIB
+        assert (folder / "a.txt").read_text() == "before"
+    finally:
+        quotas.release_all()
+    assert not os.path.ismount(folder)

@@ -43,6 +43,7 @@ SETTING = "EDASandbox.max_disk_mb"
 # a volume with less than this free counts as full (ext4 keeps a few blocks it never hands out)
 FULL_BELOW = 1 * MIB
 FREE_AGAIN = 4 * MIB  # hysteresis: one full episode, one verdict
+REFUSAL_SECONDS = 30.0  # a user whose files do not fit is measured again after this
 TOOLS = ("mkfs.ext4", "e2fsck", "resize2fs", "mount")
 MOUNT_OPTIONS = "loop,nosuid,nodev"
 SUBDIRS = ("workspace", "content")
@@ -109,7 +110,8 @@ def _unescape(field: str) -> str:
     """mountinfo escapes blanks and backslashes as octal (``\\040``)."""
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) + 1 and field[i + 1:i + 4].isdigit():
+        code = field[i + 1:i + 4]
+        if field[i] == "\\" and len(code) == 3 and code.isdigit():
             out.append(chr(int(field[i + 1:i + 4], 8)))
             i += 4
         else:
@@ -218,6 +220,7 @@ class DiskQuotas:
         self.on_full = on_full
         self.uid_of = uid_of
         self._volumes: dict[str, Volume] = {}
+        self._refused: dict[str, tuple[float, str]] = {}  # username -> (when, why): files too big
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
 
@@ -322,10 +325,18 @@ class DiskQuotas:
         mountpoint = os.path.join(self.mnt, user_id(username))
         os.makedirs(mountpoint, mode=0o700, exist_ok=True)
         new = not os.path.exists(image)
+        folders = {k: v for k, v in self.folders_of(username).items() if v}
         if new:
+            refused = self._refused.get(username)
+            if refused and time.monotonic() - refused[0] < REFUSAL_SECONDS:
+                raise DoesNotFit(refused[1])  # not a new mkfs on every request of that user
+            needed = sum(tree_size(t) for t in folders.values())
+            if needed > limit_mb * MIB:
+                message = self._too_big(username, needed, limit_mb)
+                self._refused[username] = (time.monotonic(), message)
+                raise DoesNotFit(message)
             self._create(image, limit_mb)
         self._mount_sized(image, mountpoint, limit_mb)
-        folders = {k: v for k, v in self.folders_of(username).items() if v}
         targets: list[str] = []
         try:
             for sub in SUBDIRS:
@@ -416,10 +427,7 @@ class DiskQuotas:
         needed = sum(tree_size(t) for t in todo.values())
         free = os.statvfs(mountpoint).f_bavail * os.statvfs(mountpoint).f_frsize
         if needed > free:
-            raise DoesNotFit(
-                f"{username}'s existing files take {needed / MIB:.1f} MiB, more than the disk quota of "
-                f"{limit_mb} MiB ({SETTING}); they were left where they are: remove some, or raise the quota"
-            )
+            raise DoesNotFit(self._too_big(username, needed, limit_mb))
         for sub, target in todo.items():
             src = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
@@ -433,6 +441,11 @@ class DiskQuotas:
             finally:
                 os.close(src)
             self.log.info("eda_gateway: moved %s's files from %s into their disk volume", username, target)
+
+    @staticmethod
+    def _too_big(username: str, needed: int, limit_mb: int) -> str:
+        return (f"{username}'s existing files take {needed / MIB:.1f} MiB, more than the disk quota of "
+                f"{limit_mb} MiB ({SETTING}); they were left where they are: remove some, or raise the quota")
 
     # --- measuring -------------------------------------------------------------
 

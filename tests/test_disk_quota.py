@@ -260,3 +260,29 @@ def test_raising_the_quota_grows_the_volume(tmp_path):
     finally:
         quotas.release_all()
     assert not os.path.ismount(folder)
+
+
+def loop_devices_of(image) -> list[str]:
+    done = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True, check=True)
+    return [line.split(":")[0] for line in done.stdout.splitlines()]
+
+
+def test_a_crashed_servers_mounts_are_released_at_the_next_start(tmp_path):
+    """SIGKILL leaves the mounts; the next start detaches them and mounts each image once."""
+    import signal
+
+    srv = start(tmp_path)
+    assert put_file(srv, "alice", "a.txt", b"before the crash").status_code == 201
+    image = srv.disk_root / "images" / f"{user_id('alice')}.img"
+    os.killpg(srv.proc.pid, signal.SIGKILL)
+    srv.stop()
+    folder = srv.root_dir / user_id("alice")
+    assert os.path.ismount(folder) and len(loop_devices_of(image)) == 1  # what a crash leaves
+    again = start(tmp_path)
+    try:
+        assert read_file(again, "alice", "a.txt") == b"before the crash"
+        assert len(loop_devices_of(image)) == 1  # never two mounts of one ext4 image
+    finally:
+        again.stop()
+    assert not os.path.ismount(folder) and loop_devices_of(image) == []  # nothing stacked, nothing left
+    assert "left behind by an earlier server" in again.log()

@@ -311,7 +311,7 @@ class DiskQuotas:
         return os.path.join(self.images, user_id(username) + ".img")
 
     def ensure(self, username: str) -> None:
-        """The user's volume, mounted at their folders (made, and existing files moved in, on first use)."""
+        """The user's volume, mounted at their folders (made, and existing files copied in, on first use)."""
         if username in self._volumes:
             return
         with self._lock:

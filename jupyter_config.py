@@ -19,6 +19,7 @@ c.EDAGateway.groups = {"analysts": ["alice", "bob"]}
 # --- sandbox, per kernel -----------------------------------------------------
 c.EDASandbox.max_execution_time = 30  # seconds of wall time per execution
 c.EDASandbox.max_memory_mb = 512  # whole kernel process tree
+c.EDASandbox.max_disk_mb = 1024  # workspace + content folder per user, one ext4 volume each (0: none)
 c.EDASandbox.max_cpu_percent = 50  # % of one core: throttled, not killed
 c.EDASandbox.enforcement = "auto"  # auto | cgroup | psutil
 

@@ -82,8 +82,8 @@ class ActivityLog:
         )
 
     def on_verdict(self, verdict) -> None:
-        """verdict bus listener: a limit ended an execution."""
-        user = self.owner_of(verdict.kernel_id)
+        """verdict bus listener: a limit ended an execution (or a user's disk is full)."""
+        user = verdict.user or self.owner_of(verdict.kernel_id)
         self._emit(
             VERDICT_SCHEMA,
             {
@@ -99,7 +99,7 @@ class ActivityLog:
             h.VERDICT,
             user or "",
             at=verdict.at,
-            kernel_id=verdict.kernel_id,
+            kernel_id=verdict.kernel_id or None,  # DiskQuotaExceeded is about no one kernel
             reason=verdict.ename,
             details={"killed": bool(verdict.killed), "msg_id": verdict.msg_id},
         )

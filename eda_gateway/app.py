@@ -33,7 +33,9 @@ from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, require_pos
 from .sessions import EDASessionManager
 from .sandbox import Sandbox, SandboxUnavailable, install_factory
 from .telemetry import EDATelemetry, Telemetry
-from .verdicts import VerdictBus
+from .quotas import SETTING as DISK_SETTING, DiskQuotas, DiskQuotaUnavailable
+from .users import user_id
+from .verdicts import DISK_QUOTA_EXCEEDED, Verdict, VerdictBus
 from .workspaces import Workspaces
 
 
@@ -238,6 +240,7 @@ class EDAGateway(ExtensionApp):
         self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
         self.workspaces = Workspaces(self.workspace_root)
         os.makedirs(self.workspace_root, exist_ok=True)
+        self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
         self.kernel_manager = self.serverapp.kernel_manager
         self.session_manager = self.serverapp.session_manager
         for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
@@ -254,6 +257,8 @@ class EDAGateway(ExtensionApp):
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
         self._start_sandbox()
+        if self.disk_quotas is not None:
+            self.telemetry.listeners.append(self.disk_quotas.check)  # a kernel filled its volume
         # before any listener below releases leases: what still waits gets its answer
         endings = KernelEndings(self.verdicts, self.admission.pending_on, self.sandbox.memory_verdict_for)
         self.kernel_manager.listeners.insert(0, endings.on_kernel_event)
@@ -263,6 +268,52 @@ class EDAGateway(ExtensionApp):
         self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
+
+    def _start_disk_quotas(self) -> DiskQuotas | None:
+        """One filesystem per user (eda_gateway/quotas.py); fail closed in multi-user mode."""
+        config = self.sandbox_config
+        if config.max_disk_mb == 0:
+            self.log.info("eda_gateway: no disk quota (%s = 0)", DISK_SETTING)
+            return None
+        quotas = DiskQuotas(
+            config.disk_root or os.path.join(self.serverapp.data_dir, "eda_disks"),
+            lambda username: self.limits_for(username).max_disk_mb,
+            self._folders_of,
+            self.log,
+            on_full=self._disk_full,
+            uid_of=lambda username: self.isolation.uid_of_files(username) if getattr(self, "isolation", None)
+            else None,
+        )
+        why = quotas.unavailable()
+        if why and self.identity.single_user:
+            # a personal server, not run as root: its one user's disk is theirs anyway
+            self.log.warning("eda_gateway: no disk quota: %s = %s but %s", DISK_SETTING, config.max_disk_mb, why)
+            return None
+        try:
+            quotas.start()
+        except DiskQuotaUnavailable as e:
+            self.log.critical("eda_gateway: %s", e)
+            sys.exit(f"eda_gateway: {e}")
+        self.log.info("eda_gateway: disk quota %s MiB per user, volumes under %s", config.max_disk_mb, quotas.root)
+        return quotas
+
+    def _folders_of(self, username: str) -> dict:
+        """What a user's disk volume holds: their workspace, and their content folder (admins
+        have the whole root_dir instead: not theirs alone, so not in their volume)."""
+        content = None
+        if not self.is_admin(username):
+            content = os.path.join(os.path.abspath(self.serverapp.root_dir), user_id(username))
+        return {"workspace": self.workspaces.path_for(username), "content": content}
+
+    def _disk_full(self, username: str, details: dict) -> None:
+        limit_mb = self.limits_for(username).max_disk_mb
+        self.verdicts.publish(Verdict(
+            ename=DISK_QUOTA_EXCEEDED,
+            evalue=f"{username}'s disk quota of {limit_mb} MiB ({DISK_SETTING}) is full",
+            kernel_id="",
+            user=username,
+            details=details,
+        ))
 
     def _start_sandbox(self) -> None:
         """Confinement before any kernel can start; refuse to run without a forced backend."""
@@ -339,6 +390,8 @@ class EDAGateway(ExtensionApp):
             await self.sandbox.stop(getattr(self, "kernel_manager", None))
         if getattr(self, "isolation", None) is not None:
             self.isolation.stop()
+        if getattr(self, "disk_quotas", None) is not None:
+            self.disk_quotas.release_all()  # after the kernels: nothing holds the volumes now
         # last: kernel stops above are history too
         if getattr(self, "usage_recorder", None) is not None:
             self.usage_recorder.flush()
@@ -391,6 +444,7 @@ class EDAGateway(ExtensionApp):
             max_cpu_percent=s.max_cpu_percent,
             max_processes=s.max_processes,
             max_open_files=s.max_open_files,
+            max_disk_mb=s.max_disk_mb,
             max_executions_per_minute=r.max_executions_per_minute,
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,

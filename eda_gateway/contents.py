@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+from contextlib import contextmanager
 from functools import cached_property
 
 from jupyter_server.base.handlers import AuthenticatedFileHandler
@@ -24,6 +26,7 @@ from tornado.web import HTTPError
 from traitlets import Float, default, validate
 
 from .limits import require_positive
+from .quotas import MIB, SETTING, is_quota_error
 from .users import InvalidUsername, current_username, user_id
 from .workspaces import ensure_private_dir
 
@@ -42,6 +45,9 @@ def user_root(server_root: str, username: str | None, gateway) -> str:
         folder = os.path.join(server_root, user_id(username))
     except InvalidUsername as e:
         raise HTTPError(403, str(e)) from e
+    quotas = getattr(gateway, "disk_quotas", None)
+    if quotas is not None:
+        quotas.ensure(username)  # the folder is the user's disk volume (eda_gateway/quotas.py)
     return ensure_private_dir(folder)
 
 
@@ -217,6 +223,50 @@ class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
         return UserFilesHandler
 
     async def save(self, model, path=""):
-        saved = await super().save(model, path)  # files, notebooks, folders, upload chunks
+        with self._disk_quota(path):
+            saved = await super().save(model, path)  # files, notebooks, folders, upload chunks
         self._hand_over(self._get_os_path(path))
         return saved
+
+    async def copy(self, from_path, to_path=None):
+        with self._disk_quota(to_path or from_path):
+            return await super().copy(from_path, to_path)
+
+    @contextmanager
+    def _disk_quota(self, path: str):
+        """A write that ran out of space answers 507 naming the quota (jupyter_server: a 500)."""
+        os_path = self._get_os_path(path)
+        existed = os.path.lexists(os_path)
+        try:
+            yield
+        except (HTTPError, OSError) as e:
+            # jupyter_server wraps it in a 500, sometimes after a second error (its
+            # atomic write then fails to rename the temporary file): look down the chain
+            cause, seen = e, set()
+            while cause is not None and not is_quota_error(cause) and id(cause) not in seen:
+                seen.add(id(cause))
+                cause = cause.__cause__ or cause.__context__
+            if cause is None or not is_quota_error(cause):
+                raise
+            if not existed and stat.S_ISREG(os.lstat(os_path).st_mode if os.path.lexists(os_path) else 0):
+                os.unlink(os_path)  # the new file's partial content: what the failed write began
+            raise self._quota_full(path) from cause
+
+    def _quota_full(self, path: str) -> HTTPError:
+        gateway = self._owner_gateway()
+        quotas = getattr(gateway, "disk_quotas", None)
+        try:
+            owner = quotas.owner_of(self._get_os_path(path)) if quotas is not None else None
+        except (OSError, HTTPError):
+            owner = None
+        if owner is None:
+            return HTTPError(507, f"Not saved: {path}: no space left on the server's disk".replace("%", "%%"))
+        usage = quotas.usage(owner) or {}
+        quotas.exceeded(owner, {**usage, "source": "contents", "path": path})
+        limit_mb = usage.get("limit_bytes", 0) // MIB
+        free_mb = usage.get("free_bytes", 0) / MIB
+        return HTTPError(
+            507,
+            f"Not saved: {path}: the disk quota of {limit_mb} MiB ({SETTING}) is full "
+            f"({free_mb:.1f} MiB free); delete files, or ask an admin to raise it".replace("%", "%%"),
+        )

@@ -51,6 +51,16 @@ class EDASandbox(Configurable):
     watchdog_interval = Float(
         0.25, config=True, help="Seconds between two checks of wall time and memory kills by the watchdog."
     )
+    max_disk_mb = Int(
+        1024, config=True,
+        help="Disk space (MiB) of each user's workspace and content folder together: a filesystem of "
+        "that size per user (docs/sandbox.md, Disk). 0: no disk quota. Needs a server running as root.",
+    )
+    disk_root = Unicode(
+        "", config=True,
+        help="Where the per-user disk images live (images/, mnt/). Default: eda_disks in the server's "
+        "Jupyter data directory.",
+    )
     enforcement = Enum(
         ["auto", "cgroup", "psutil"],
         "auto",
@@ -97,7 +107,13 @@ class EDASandbox(Configurable):
     def _positive(self, proposal):
         return require_positive(proposal)
 
-    @validate("interrupt_grace")
+    @validate("disk_root")
+    def _absolute_disk_root(self, proposal):
+        if proposal["value"] and not proposal["value"].startswith("/"):
+            raise TraitError(f"EDASandbox.disk_root must be an absolute path, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("interrupt_grace", "max_disk_mb")
     def _non_negative(self, proposal):
         return require_positive(proposal, allow_zero=True)
 
@@ -127,6 +143,7 @@ class Limits:
     max_cpu_percent: float = 50.0
     max_processes: int = 256
     max_open_files: int = 1024
+    max_disk_mb: int = 1024  # workspace and content folder together; EDASandbox.max_disk_mb = 0: none
     max_executions_per_minute: int = 10
     max_concurrent_executions: int = 2
     window_seconds: float = 60.0

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 EXECUTION_TIMEOUT = "ExecutionTimeout"
 MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
 RATE_LIMIT_EXCEEDED = "RateLimitExceeded"
+# a user's disk volume is full (eda_gateway/quotas.py): not about one execution, so kernel_id
+# is "" and ``user`` says whose
+DISK_QUOTA_EXCEEDED = "DiskQuotaExceeded"
 # a request the gateway cannot count (no msg_id, a msg_id already running, code on control)
 INVALID_EXECUTE_REQUEST = "InvalidExecuteRequest"
 # not limits: why executions still waiting for an answer ended (eda_gateway/endings.py)
@@ -41,6 +44,7 @@ class Verdict:
     killed: bool = False
     details: dict = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+    user: str | None = None  # for verdicts on no kernel; else the kernel's owner
 
 
 VerdictCallback = Callable[[Verdict], None]

@@ -41,14 +41,17 @@ class CleanupReport:
 class Workspaces:
     """``<root>/eda_user_<user_id>/`` for each user, and the periodic clean-up of old files."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, disk=None):
         self.root = os.path.abspath(root)
+        self.disk = disk  # eda_gateway.quotas.DiskQuotas, or None: no disk quota
 
     def path_for(self, username: str) -> str:
         return os.path.join(self.root, WORKSPACE_PREFIX + user_id(username))
 
     def ensure(self, username: str) -> str:
         os.makedirs(self.root, exist_ok=True)
+        if self.disk is not None:
+            self.disk.ensure(username)  # the user's volume, mounted at path_for(username)
         return ensure_private_dir(self.path_for(username))
 
     def cleanup(self, max_age: float, now: float | None = None) -> CleanupReport:

@@ -18,3 +18,7 @@ fi
 if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null || echo "setup.sh: could not install bubblewrap" >&2
 fi
+# e2fsprogs: mkfs.ext4/e2fsck/resize2fs for the per-user disk volumes (docs/sandbox.md, Disk)
+if ! command -v mkfs.ext4 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq e2fsprogs) >/dev/null || echo "setup.sh: could not install e2fsprogs" >&2
+fi

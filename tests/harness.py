@@ -36,6 +36,7 @@ BASE_CONFIG = """
 c.EDAGateway.admin_users = {{"admin"}}
 c.EDAGateway.workspace_root = {workspace_root!r}
 c.EDAGateway.history_db = {history_db!r}
+c.EDASandbox.disk_root = {disk_root!r}
 c.ServerApp.root_dir = {root_dir!r}
 c.ServerApp.open_browser = False
 c.ServerApp.ip = "127.0.0.1"
@@ -69,6 +70,7 @@ class GatewayServer:
         self.root_dir = self.tmp / "root"
         self.workspace_root = self.tmp / "workspaces"
         self.history_db = self.tmp / "history.sqlite"  # per server dir: a restart keeps it
+        self.disk_root = self.tmp / "disks"  # per-user disk images, also kept by a restart
         self.runtime_dir = self.tmp / "runtime"
         self.log_path = self.tmp / "server.log"
         for d in (self.root_dir, self.workspace_root, self.runtime_dir):
@@ -83,6 +85,7 @@ class GatewayServer:
         text = BASE_CONFIG.format(
             workspace_root=str(self.workspace_root),
             history_db=str(self.history_db),
+            disk_root=str(self.disk_root),
             root_dir=str(self.root_dir),
             port=self.port,
         )

@@ -41,6 +41,8 @@ class RateLimitStatusHandler(EDAAPIHandler):
         elif not user.strip():
             return self.json_error(400, "bad_request", "user must not be empty")
         status = self.gateway.admission.status(user, observe=user == self.username)
+        quotas = getattr(self.gateway, "disk_quotas", None)
+        status["disk"] = quotas.status(user) if quotas is not None else None  # None: no disk quota
         set_rate_limit_headers(self, status)
         self.finish(json.dumps(status))
 

@@ -203,7 +203,9 @@ class Isolation:
         uid = None
         if "uid" in self.active:
             uid = self.uids.uid_for(owner)
-            if workspace in own_dirs and self._foreign(workspace, uid):
+            quotas = getattr(self.gateway, "disk_quotas", None)
+            on_volume = quotas is not None and quotas.owner_of(workspace or "") == owner  # theirs alone
+            if workspace in own_dirs and not on_volume and self._foreign(workspace, uid):
                 own_dirs[own_dirs.index(workspace)] = self._replace_foreign(workspace, owner)
             for path in own_dirs:
                 if path != os.path.abspath(self.gateway.serverapp.root_dir):  # admins share the root

@@ -123,3 +123,31 @@ def test_kernels_are_counted_apart_and_forgotten():
     assert clock.background_seconds("busy") >= LIMIT and clock.background_seconds("quiet") == 0
     clock.forget("busy")
     assert clock.background_seconds("busy") == 0 and not clock.busy("busy")
+
+
+# --- a kernel-wide verdict (msg_id None) is not any later run's -----------------------
+
+
+def test_a_background_verdict_does_not_rename_a_later_rest_runs_error():
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    from eda_gateway.execution import KernelRunner
+    from eda_gateway.outputs import OutputCollector
+    from eda_gateway.verdicts import BACKGROUND_EXECUTION_TIMEOUT, Verdict, VerdictBus
+
+    bus = VerdictBus()
+    bus.publish(Verdict(BACKGROUND_EXECUTION_TIMEOUT, "busy with no execution", "k", None, killed=False))
+    runner = KernelRunner(None, bus, SimpleNamespace(allocation_refused=lambda *a: None), 1 << 20,
+                          logging.getLogger("test"))
+    collector = OutputCollector(1 << 20)
+    error = {"ename": "NameError", "evalue": "name 'x' is not defined", "traceback": []}
+    collector.add("error", error)
+
+    async def result():
+        reply = asyncio.get_running_loop().create_future()
+        reply.set_result({"status": "error", "execution_count": 2, **error})
+        return runner._result("k", "later-run", 0.0, collector, reply, [], None, 60)
+
+    assert asyncio.run(result()).error["ename"] == "NameError"

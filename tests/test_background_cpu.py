@@ -114,6 +114,32 @@ def test_a_cell_forging_its_own_idle_is_stopped_all_the_same(cgroup_server):
     assert srv.delete(f"/api/kernels/{kid}", "alice").status_code == 204
 
 
+COMM_TARGET = """
+def on_open(comm, msg):  # runs inside the kernel's comm_open handler
+    while True:
+        pass
+get_ipython().kernel.comm_manager.register_target('spin', on_open)
+"""
+
+
+def test_a_comm_handler_that_runs_forever_is_stopped(cgroup_server):
+    srv = cgroup_server
+    kid = srv.start_kernel("alice")
+    kc = srv.kernel_ws(kid, "alice")
+    assert kc.run(COMM_TARGET).reply["status"] == "ok"
+    pid = kernel_pid(srv, kid)
+    shell_request(kc, "comm_open", {"comm_id": "c1", "target_name": "spin", "data": {}})
+    wait_verdict(srv, kid, ("BackgroundExecutionTimeout",))
+    kc.close()
+    # the interrupt usually ends a comm handler (ipykernel catches the KeyboardInterrupt); else the kill
+    assert run_until_answer(srv, kid, "alice", "1 + 1").result == "2"
+    interrupted = [e for e in verdicts_on(srv, kid) if not e["details"]["killed"]]
+    assert interrupted and interrupted[0]["reason"] == "BackgroundExecutionTimeout"
+    if kernel_pid(srv, kid) == pid:  # interrupted: the CPU went idle, so no kill followed
+        assert all(not e["details"]["killed"] for e in verdicts_on(srv, kid))
+    assert srv.delete(f"/api/kernels/{kid}", "alice").status_code == 204
+
+
 def test_a_forged_idle_of_another_parent_does_not_pause_the_execution_clock(cgroup_server):
     srv = cgroup_server
     kid = srv.start_kernel("alice")

@@ -29,7 +29,7 @@ from tornado.web import HTTPError
 
 from .datasets import Dataset, DatasetCatalogue
 from .outputs import OUTPUT_MSG_TYPES, OutputCollector
-from .verdicts import ENDINGS, EXECUTION_TIMEOUT, KERNEL_DIED, KERNEL_RESTARTED, Verdict
+from .verdicts import BACKGROUND_EXECUTION_TIMEOUT, ENDINGS, EXECUTION_TIMEOUT, KERNEL_DIED, KERNEL_RESTARTED, Verdict
 
 # Runs in the kernel after each (re)start. Names starting with _eda are removed.
 PRELOAD_CODE = """
@@ -226,8 +226,10 @@ class KernelRunner:
         duration = time.monotonic() - started
         # A verdict published just before we subscribed still counts.
         verdict = verdicts[-1] if verdicts else self.verdicts.recent(kernel_id, msg_id)
-        if not verdicts and verdict is not None and verdict.ename in ENDINGS:
-            verdict = None  # it ended what was pending then, not this run
+        if not verdicts and verdict is not None and (
+            verdict.ename in ENDINGS or verdict.ename == BACKGROUND_EXECUTION_TIMEOUT
+        ):
+            verdict = None  # it ended what was pending (or running outside executions) then, not this run
         reply = reply_task.result() if reply_task.done() and not reply_task.cancelled() else None
         execution_count = reply.get("execution_count") if reply else None
         if verdict is not None and verdict.ename in ENDINGS and reply is not None:

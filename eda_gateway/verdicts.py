@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 EXECUTION_TIMEOUT = "ExecutionTimeout"
+# a kernel kept a CPU busy past max_execution_time with no admitted execution (msg_id None)
+BACKGROUND_EXECUTION_TIMEOUT = "BackgroundExecutionTimeout"
 MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
 RATE_LIMIT_EXCEEDED = "RateLimitExceeded"
 # a user's disk volume is full (eda_gateway/quotas.py): not about one execution, so kernel_id

@@ -151,6 +151,10 @@ class Backend:
     def sample(self) -> dict[str, KernelUsage]:
         raise NotImplementedError
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """Each kernel's cumulative CPU seconds, for the watchdog's tick (keep it cheap)."""
+        return {kid: usage.cpu_seconds for kid, usage in self.sample().items()}
+
     def memory_kills(self) -> list[MemoryKill]:
         """Kills for memory since the last call."""
         return []

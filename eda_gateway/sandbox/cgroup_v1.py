@@ -87,6 +87,9 @@ class CgroupV1Backend(CgroupBackend):
         return KernelUsage(
             memory_bytes=max(0, used - inactive),
             peak_bytes=read_int(os.path.join(mem, "memory.max_usage_in_bytes")),
-            cpu_seconds=read_int(os.path.join(self.leaf(self._cpuacct_role, kernel_id), "cpuacct.usage")) / 1e9,
+            cpu_seconds=self.cpu_usage(kernel_id),
             processes=read_int(os.path.join(self.leaf("pids", kernel_id), "pids.current")),
         )
+
+    def cpu_usage(self, kernel_id: str) -> float:
+        return read_int(os.path.join(self.leaf(self._cpuacct_role, kernel_id), "cpuacct.usage")) / 1e9

@@ -90,9 +90,12 @@ class CgroupV2Backend(CgroupBackend):
         return KernelUsage(
             memory_bytes=max(0, used - inactive),
             peak_bytes=peak,
-            cpu_seconds=read_keyed(os.path.join(leaf, "cpu.stat")).get("usage_usec", 0) / 1e6,
+            cpu_seconds=self.cpu_usage(kernel_id),
             processes=read_int(os.path.join(leaf, "pids.current")),
         )
+
+    def cpu_usage(self, kernel_id: str) -> float:
+        return read_keyed(os.path.join(self.leaf("unified", kernel_id), "cpu.stat")).get("usage_usec", 0) / 1e6
 
     def release(self, kernel_id: str) -> None:
         super().release(kernel_id)

@@ -221,8 +221,15 @@ class CgroupBackend(Backend):
     def usage(self, kernel_id: str) -> KernelUsage:
         raise NotImplementedError
 
+    def cpu_usage(self, kernel_id: str) -> float:
+        """The leaf's cumulative CPU seconds (one small file)."""
+        raise NotImplementedError
+
     def sample(self) -> dict[str, KernelUsage]:
         return {kid: self.usage(kid) for kid in self.kernel_ids()}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {kid: self.cpu_usage(kid) for kid in self.kernel_ids()}
 
     def memory_kills(self) -> list[MemoryKill]:
         return [kill for kid in list(self._oom_seen) if (kill := self.take_memory_kill(kid)) is not None]

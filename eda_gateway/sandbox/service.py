@@ -90,6 +90,7 @@ class Sandbox:
             # (the auto-restarter can beat the watchdog), say it now, before the
             # new process resets what the backend counts.
             self.memory_verdict_for(kernel_id)
+        self.watchdog.launching(kernel_id)  # the CPU clock counts the new process from its start
         limits = self.gateway.limits_for(owner)
         plan = self.backend.prepare(kernel_id, limits)
         env = dict(kwargs.get("env") or os.environ)

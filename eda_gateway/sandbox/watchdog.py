@@ -3,12 +3,19 @@
 Wall time: admission tells us when executions are admitted and finished. A
 kernel runs its executions in order, so the head of a kernel's queue started
 when it was admitted or when the one before it finished, whichever is later;
-the clock only runs while jupyter_server sees the kernel ``busy`` (a kernel
-still starting or restarting does not eat the execution's time).
+the clock pauses only while the server itself (re)starts the kernel (never on
+the kernel's iopub ``status``, which the kernel can forge).
 At ``max_execution_time`` the watchdog publishes ``ExecutionTimeout``
 (killed=False) and interrupts the kernel; if the execution is still running
 ``interrupt_grace`` seconds later, the kernel's tree is killed, the kernel
 restarted, and ``ExecutionTimeout`` published again with killed=True.
+
+Busy without an execution: the CPU clock (cpu_clock.py) sums the time a kernel
+keeps a core busy, by the backend's CPU accounting, while no admitted execution
+is in flight (completions, comm or debugger code, threads, a forged ``idle``).
+Past ``max_execution_time``: ``BackgroundExecutionTimeout`` (killed=False) and
+an interrupt; still busy ``interrupt_grace`` later: kill, restart, and the
+verdict again with killed=True.
 
 Memory: the backend reports kills for memory (the kernel's OOM killer in a
 cgroup, or the psutil watchdog); the watchdog publishes
@@ -24,8 +31,9 @@ from collections import OrderedDict
 
 from tornado.web import HTTPError
 
-from ..verdicts import EXECUTION_TIMEOUT, MEMORY_LIMIT_EXCEEDED, Verdict
+from ..verdicts import BACKGROUND_EXECUTION_TIMEOUT, EXECUTION_TIMEOUT, MEMORY_LIMIT_EXCEEDED, Verdict
 from .base import MemoryKill
+from .cpu_clock import INTERRUPT, KILL, CpuClock
 
 MIB = 1024 * 1024
 
@@ -39,6 +47,7 @@ class Watchdog:
         self._escalate_at: dict[tuple[str, str], float] = {}
         self._tasks: list[asyncio.Task] = []
         self.listening = False
+        self.cpu = CpuClock()
 
     @property
     def gateway(self):
@@ -55,6 +64,9 @@ class Watchdog:
             self.listening = True
         elif admission is None:
             self.log.warning("eda_gateway sandbox: no admission service: wall-time limits are not enforced")
+        listeners = getattr(self.gateway.kernel_manager, "listeners", None)
+        if listeners is not None and self.on_kernel_event not in listeners:
+            listeners.append(self.on_kernel_event)
         self._tasks = [asyncio.create_task(self._run())]
         return self._tasks
 
@@ -68,6 +80,18 @@ class Watchdog:
         self._head_since.pop(kernel_id, None)
         for key in [k for k in self._escalate_at if k[0] == kernel_id]:
             del self._escalate_at[key]
+        self.cpu.forget(kernel_id)
+
+    # --- what the server does to kernels (trusted, unlike the kernel's iopub) -------
+    def launching(self, kernel_id: str) -> None:
+        """The provisioner launches a process for the kernel (every start and restart)."""
+        self.cpu.launched(kernel_id, time.monotonic())
+
+    def on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
+        if event in ("restarting", "died"):  # the old process goes; the launch follows
+            self.cpu.launched(kernel_id, time.monotonic())
+        elif event in ("started", "restarted"):  # a restart returns once the kernel answered
+            self.cpu.server_ready(kernel_id)
 
     # --- admission listener --------------------------------------------------------
     def on_admission(self, event: str, info: dict) -> None:
@@ -109,6 +133,7 @@ class Watchdog:
                 for kill in await loop.run_in_executor(None, backend.memory_kills):
                     await self._memory_verdict(kill)
                 await self._check_wall_time()
+                await self._check_cpu(await loop.run_in_executor(None, backend.cpu_seconds))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -124,17 +149,37 @@ class Watchdog:
             state = self._execution_state(kernel_id)
             escalate_at = self._escalate_at.get((kernel_id, msg_id))
             if escalate_at is None:
-                if state != "busy":
-                    # starting, restarting or between two queued cells: the clock of
-                    # an execution runs only while the kernel actually works on it
+                if self.cpu.starting(kernel_id, now):
+                    # the server is (re)starting the kernel: that does not eat the execution's
+                    # time (iopub's "starting"/"idle" would, but the kernel can forge them)
                     self._head_since[kernel_id] = now
                 elif now - self._head_since.get(kernel_id, now) >= limits.max_execution_time:
                     await self._interrupt(kernel_id, msg_id, limits)
             elif now >= escalate_at:
-                if state == "idle":
+                if state == "idle" and not self.cpu.busy(kernel_id):
+                    # the interrupt worked but its reply got lost; a forged idle over a
+                    # busy core is no end
                     self.on_admission("finished", {"kernel_id": kernel_id, "msg_id": msg_id})
                 else:
                     await self._kill_for_time(kernel_id, msg_id, limits)
+
+    async def _check_cpu(self, cpu_seconds: dict[str, float]) -> None:
+        now = time.monotonic()
+        grace = self.sandbox.config.interrupt_grace
+        for kernel_id, seconds in cpu_seconds.items():
+            if kernel_id not in self.sandbox.kernels:
+                continue
+            limits = self._limits(kernel_id)
+            decision = self.cpu.observe(
+                kernel_id, now, seconds,
+                admitted=self.in_flight(kernel_id) is not None,
+                limit=limits.max_execution_time, grace=grace,
+                kernel_up=self._execution_state(kernel_id) != "starting",
+            )
+            if decision == INTERRUPT:
+                await self._interrupt_background(kernel_id, limits)
+            elif decision == KILL:
+                await self._kill_background(kernel_id, limits)
 
     def _execution_state(self, kernel_id: str) -> str:
         """jupyter_server's view of the kernel, kept current from its iopub status messages."""
@@ -168,6 +213,9 @@ class Watchdog:
             "eda_gateway sandbox: execution %s on kernel %s passed %gs: interrupting",
             msg_id, kernel_id, limits.max_execution_time,
         )
+        await self._send_interrupt(kernel_id)
+
+    async def _send_interrupt(self, kernel_id: str) -> None:
         try:
             kernel = self.gateway.kernel_manager.get_kernel(kernel_id)
             result = kernel.interrupt_kernel()
@@ -192,6 +240,47 @@ class Watchdog:
                 "(its variables are lost)",
                 kernel_id,
                 msg_id,
+                killed=True,
+                details={"limit_seconds": limits.max_execution_time, "action": "killed"},
+            )
+        )
+        await self._restart(kernel_id)
+
+    async def _interrupt_background(self, kernel_id: str, limits) -> None:
+        limit = limits.max_execution_time
+        self.gateway.verdicts.publish(
+            Verdict(
+                BACKGROUND_EXECUTION_TIMEOUT,
+                f"the kernel kept a CPU busy for longer than max_execution_time ({limit:g} s) with no "
+                "execution running (completion, comm, debugger or thread code): it was interrupted",
+                kernel_id,
+                None,
+                killed=False,
+                details={"limit_seconds": limit, "action": "interrupted"},
+            )
+        )
+        self.log.warning(
+            "eda_gateway sandbox: kernel %s used CPU for %gs with no execution in flight: interrupting",
+            kernel_id, self.cpu.background_seconds(kernel_id),
+        )
+        await self._send_interrupt(kernel_id)
+
+    async def _kill_background(self, kernel_id: str, limits) -> None:
+        self.forget(kernel_id)
+        grace = self.sandbox.config.interrupt_grace
+        self.log.warning(
+            "eda_gateway sandbox: kernel %s kept using CPU %gs after the interrupt: killing and restarting it",
+            kernel_id, grace,
+        )
+        await self.sandbox.kill_tree(kernel_id)
+        self.gateway.verdicts.publish(
+            Verdict(
+                BACKGROUND_EXECUTION_TIMEOUT,
+                f"the kernel kept a CPU busy for longer than max_execution_time ({limits.max_execution_time:g} s) "
+                f"with no execution running and ignored the interrupt for {grace:g} s, so it was killed and "
+                "restarted (its variables are lost)",
+                kernel_id,
+                None,
                 killed=True,
                 details={"limit_seconds": limits.max_execution_time, "action": "killed"},
             )

@@ -29,6 +29,11 @@ export function verdictMessage(
         message: `Execution stopped: time limit.${detail} You can run again now; shorten the work.`,
         type: 'error'
       };
+    case 'BackgroundExecutionTimeout':
+      return {
+        message: `Kernel stopped: busy with no cell running.${detail} Stop threads and long completions.`,
+        type: 'error'
+      };
     case 'MemoryLimitExceeded':
       return {
         message: `Execution stopped: memory limit.${detail} Kernel variables may be lost; use less memory.`,

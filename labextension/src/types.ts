@@ -81,5 +81,6 @@ export interface IVerdict {
 export const VERDICT_NAMES = new Set([
   'RateLimitExceeded',
   'ExecutionTimeout',
+  'BackgroundExecutionTimeout',
   'MemoryLimitExceeded'
 ]);

@@ -130,6 +130,7 @@ def test_kernels_are_counted_apart_and_forgotten():
 
 def test_a_background_verdict_does_not_rename_a_later_rest_runs_error():
     import asyncio
+    import concurrent.futures
     import logging
     from types import SimpleNamespace
 
@@ -150,4 +151,6 @@ def test_a_background_verdict_does_not_rename_a_later_rest_runs_error():
         reply.set_result({"status": "error", "execution_count": 2, **error})
         return runner._result("k", "later-run", 0.0, collector, reply, [], None, 60)
 
-    assert asyncio.run(result()).error["ename"] == "NameError"
+    # in a thread of its own: other tests' plugins (playwright) may leave a loop running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, result()).result().error["ename"] == "NameError"

@@ -45,8 +45,8 @@ def test_system_stats_has_the_contract_shape(observed):
     kid = observed.start_kernel("alice")
     kernel = kernel_in_stats(observed, "alice", kid)
     body = stats(observed, "alice")
-    # openapi.json's fields, plus "isolation" (the layers between kernels, docs/isolation.md)
-    assert set(body) - {"isolation"} == {
+    # openapi.json's fields, plus "isolation" and "isolation_warning" (docs/isolation.md)
+    assert set(body) - {"isolation", "isolation_warning"} == {
         "cpu", "memory", "active_users", "active_kernels", "active_executions",
         "enforcement", "sampled_at", "kernels",
     }

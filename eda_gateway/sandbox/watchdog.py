@@ -225,25 +225,24 @@ class Watchdog:
             self.log.exception("eda_gateway sandbox: interrupting kernel %s failed", kernel_id)
 
     async def _kill_for_time(self, kernel_id: str, msg_id: str, limits) -> None:
-        self.forget(kernel_id)
         grace = self.sandbox.config.interrupt_grace
-        self.log.warning(
-            "eda_gateway sandbox: kernel %s ignored the interrupt for %gs: killing and restarting it",
-            kernel_id, grace,
-        )
+        await self._kill_and_restart(kernel_id, f"ignored the interrupt for {grace:g}s", Verdict(
+            EXECUTION_TIMEOUT,
+            f"execution stopped: it ran longer than max_execution_time ({limits.max_execution_time:g} s) "
+            f"and ignored the interrupt for {grace:g} s, so the kernel was killed and restarted "
+            "(its variables are lost)",
+            kernel_id,
+            msg_id,
+            killed=True,
+            details={"limit_seconds": limits.max_execution_time, "action": "killed"},
+        ))
+
+    async def _kill_and_restart(self, kernel_id: str, why: str, verdict: Verdict) -> None:
+        """The interrupt did not help: kill the tree, say so, start the kernel anew."""
+        self.forget(kernel_id)
+        self.log.warning("eda_gateway sandbox: kernel %s %s: killing and restarting it", kernel_id, why)
         await self.sandbox.kill_tree(kernel_id)
-        self.gateway.verdicts.publish(
-            Verdict(
-                EXECUTION_TIMEOUT,
-                f"execution stopped: it ran longer than max_execution_time ({limits.max_execution_time:g} s) "
-                f"and ignored the interrupt for {grace:g} s, so the kernel was killed and restarted "
-                "(its variables are lost)",
-                kernel_id,
-                msg_id,
-                killed=True,
-                details={"limit_seconds": limits.max_execution_time, "action": "killed"},
-            )
-        )
+        self.gateway.verdicts.publish(verdict)
         await self._restart(kernel_id)
 
     async def _interrupt_background(self, kernel_id: str, limits) -> None:
@@ -266,26 +265,17 @@ class Watchdog:
         await self._send_interrupt(kernel_id)
 
     async def _kill_background(self, kernel_id: str, limits) -> None:
-        self.forget(kernel_id)
         grace = self.sandbox.config.interrupt_grace
-        self.log.warning(
-            "eda_gateway sandbox: kernel %s kept using CPU %gs after the interrupt: killing and restarting it",
-            kernel_id, grace,
-        )
-        await self.sandbox.kill_tree(kernel_id)
-        self.gateway.verdicts.publish(
-            Verdict(
-                BACKGROUND_EXECUTION_TIMEOUT,
-                f"the kernel kept a CPU busy for longer than max_execution_time ({limits.max_execution_time:g} s) "
-                f"with no execution running and ignored the interrupt for {grace:g} s, so it was killed and "
-                "restarted (its variables are lost)",
-                kernel_id,
-                None,
-                killed=True,
-                details={"limit_seconds": limits.max_execution_time, "action": "killed"},
-            )
-        )
-        await self._restart(kernel_id)
+        await self._kill_and_restart(kernel_id, f"kept using CPU {grace:g}s after the interrupt", Verdict(
+            BACKGROUND_EXECUTION_TIMEOUT,
+            f"the kernel kept a CPU busy for longer than max_execution_time ({limits.max_execution_time:g} s) "
+            f"with no execution running and ignored the interrupt for {grace:g} s, so it was killed and "
+            "restarted (its variables are lost)",
+            kernel_id,
+            None,
+            killed=True,
+            details={"limit_seconds": limits.max_execution_time, "action": "killed"},
+        ))
 
     async def _memory_verdict(self, kill: MemoryKill) -> None:
         self.memory_verdict(kill)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import time
@@ -25,6 +26,7 @@ from .metrics import AUTH_FAILURES, AUTH_THROTTLED
 
 SHORT_TOKEN = 16  # plain-text tokens shorter than this draw a start-up warning
 COOKIE_DAYS = 31  # tornado's default max age of a secure cookie: how long a revocation must last
+REVOKED_FILE = "eda_gateway_logged_out_sessions.json"
 
 _SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
@@ -167,15 +169,42 @@ class EDAIdentityProvider(IdentityProvider):
             session = None
         if session:
             revoked = self._revoked()
-            revoked[session] = time.time() + COOKIE_DAYS * 86400
-            for old in [s for s, until in revoked.items() if until < time.time()]:
+            now = time.time()
+            revoked[session] = now + COOKIE_DAYS * 86400
+            for old in [s for s, until in revoked.items() if until < now]:
                 del revoked[old]
+            self._save_revoked(revoked)
         super().clear_login_cookie(handler)
+
+    # Kept beside the cookie secret (the runtime dir): a cookie signed with it stays
+    # valid across restarts, so its revocation must too.
+    def _revoked_file(self) -> str | None:
+        runtime_dir = getattr(self.parent, "runtime_dir", None)
+        return os.path.join(runtime_dir, REVOKED_FILE) if runtime_dir else None
 
     def _revoked(self) -> dict[str, float]:
         if not hasattr(self, "_revoked_sessions"):
             self._revoked_sessions: dict[str, float] = {}
+            path = self._revoked_file()
+            try:
+                with open(path or "") as f:
+                    self._revoked_sessions.update({str(k): float(v) for k, v in json.load(f).items()})
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass  # none yet (or unreadable: logouts from now on are still kept)
         return self._revoked_sessions
+
+    def _save_revoked(self, revoked: dict[str, float]) -> None:
+        path = self._revoked_file()
+        if not path:
+            return
+        try:
+            temporary = f"{path}.{os.getpid()}.tmp"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(revoked, f)
+            os.replace(temporary, path)
+        except OSError as e:
+            self.log.warning("eda_gateway auth: could not keep logged-out sessions in %s: %s", path, e)
 
     @property
     def login_available(self) -> bool:

@@ -140,22 +140,26 @@ def test_guessing_is_throttled_while_others_work(server):
     assert log.count("wrong tokens from 127.0.0.7") <= 6  # 1, 2, 4, 8: not a line per guess
 
 
-def test_a_cookie_is_refused_after_logout(server):
-    browser = requests.Session()
-    browser.get(f"{server.base_url}/login", timeout=10)
-    r = browser.post(f"{server.base_url}/login", data={"password": TOKENS["carol"], "_xsrf": browser.cookies.get("_xsrf")},
-                     allow_redirects=False, timeout=10)
-    assert r.status_code == 302, r.text
-    kept = {c.name: c.value for c in browser.cookies if c.name.startswith("username-")}
-    assert kept and whoami(browser.get(f"{server.base_url}/api/me", timeout=10)) == "carol"
-    assert browser.get(f"{server.base_url}/logout", timeout=10).status_code == 200
-    # someone kept a copy of the cookie: it is dead on the server, not just in the browser
-    replay = requests.get(f"{server.base_url}/api/me", cookies=kept, timeout=10)
-    assert replay.status_code == 403, replay.text
-    # a new login works again
-    browser.post(f"{server.base_url}/login", data={"password": TOKENS["carol"], "_xsrf": browser.cookies.get("_xsrf")},
-                 timeout=10)
-    assert whoami(browser.get(f"{server.base_url}/api/me", timeout=10)) == "carol"
+def test_a_cookie_is_refused_after_logout_even_after_a_restart(tmp_path):
+    server = GatewayServer(tmp_path).start()
+    try:
+        browser = requests.Session()
+        browser.get(f"{server.base_url}/login", timeout=10)
+        login = {"password": TOKENS["carol"], "_xsrf": browser.cookies.get("_xsrf")}
+        assert browser.post(f"{server.base_url}/login", data=login, allow_redirects=False, timeout=10).status_code == 302
+        kept = {c.name: c.value for c in browser.cookies if c.name.startswith("username-")}
+        assert kept and whoami(requests.get(f"{server.base_url}/api/me", cookies=kept, timeout=10)) == "carol"
+        assert browser.get(f"{server.base_url}/logout", timeout=10).status_code == 200
+        # someone kept a copy of the cookie: it is dead on the server, not just in the browser
+        assert requests.get(f"{server.base_url}/api/me", cookies=kept, timeout=10).status_code == 403
+        # and stays dead after a restart (the cookie secret survives it, so must the revocation)
+        server.stop()
+        server.start()
+        assert requests.get(f"{server.base_url}/api/me", cookies=kept, timeout=10).status_code == 403
+        browser.post(f"{server.base_url}/login", data=login, timeout=10)  # a new login works again
+        assert whoami(browser.get(f"{server.base_url}/api/me", timeout=10)) == "carol"
+    finally:
+        server.stop()
 
 
 def test_short_plain_tokens_draw_a_warning(tmp_path):

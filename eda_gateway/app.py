@@ -25,6 +25,7 @@ from .endings import KernelEndings
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
+from . import http_limits
 from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
@@ -121,13 +122,30 @@ class EDAGateway(ExtensionApp):
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
     )
 
+    request_read_timeout = Float(
+        30, config=True,
+        help="Seconds a client may take to send a request's headers, or pause in the middle of its body, "
+        "before the server closes the connection (also closes keep-alive connections idle that long).",
+    )
+    max_body_bytes_in_flight = Int(
+        128 * 1024 * 1024, config=True,
+        help="Bytes of request bodies (over 1 MiB each) the server receives and holds at once; a body "
+        "beyond that is answered 503 with Retry-After without being kept. Memory use is about 3x this.",
+    )
+    max_body_bytes_in_flight_per_user = Int(
+        100 * 1024 * 1024, config=True,
+        help="Bytes of request bodies (over 1 MiB each) one caller (token or login cookie) sends at once; "
+        "one body of any allowed size always passes alone. Beyond: 429 with Retry-After.",
+    )
+
     @validate("cull_idle_after")
     def _not_negative(self, proposal):
         return require_positive(proposal, allow_zero=True)
 
     @validate(
         "max_kernels_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
-        "history_retention_days", "history_max_rows", "history_sample_interval",
+        "history_retention_days", "history_max_rows", "history_sample_interval", "request_read_timeout",
+        "max_body_bytes_in_flight", "max_body_bytes_in_flight_per_user",
     )
     def _positive(self, proposal):
         return require_positive(proposal)
@@ -359,6 +377,7 @@ class EDAGateway(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp):
         await super()._start_jupyter_server_extension(serverapp)
+        self._guard_http(serverapp)
         from .handlers.ratelimit_headers import RetryAfterTransform
 
         if RetryAfterTransform not in serverapp.web_app.transforms:  # authentication backoff's 429s
@@ -370,6 +389,7 @@ class EDAGateway(ExtensionApp):
             return
         # every extension's routes exist by now
         guard_lab_management(serverapp.web_app)
+        http_limits.lean_contents_bodies(serverapp.web_app)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
@@ -380,6 +400,19 @@ class EDAGateway(ExtensionApp):
             self.cleanup_interval,
             self.temp_file_max_age,
         )
+
+    def _guard_http(self, serverapp) -> None:
+        """Read timeouts and the budget of request bodies (eda_gateway/http_limits.py)."""
+        http_server = getattr(serverapp, "http_server", None)
+        if http_server is None:  # a server started without its own HTTPServer (tests, embedding)
+            return
+        self.body_budget = http_limits.BodyBudget(self.max_body_bytes_in_flight,
+                                                  self.max_body_bytes_in_flight_per_user)
+        http_limits.install(http_server, self.body_budget, self.request_read_timeout, serverapp.max_body_size,
+                            self.log)
+        self.log.info("eda_gateway: request read timeout %ss; request bodies in flight: %s MiB, %s MiB per user",
+                      self.request_read_timeout, self.max_body_bytes_in_flight // http_limits.MIB,
+                      self.max_body_bytes_in_flight_per_user // http_limits.MIB)
 
     async def stop_extension(self):
         # safe after any partial start: each step only undoes what was started

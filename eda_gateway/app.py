@@ -14,7 +14,7 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, validate
 
-from . import composition, logscrub
+from . import claims, composition, logscrub
 from .composition import CannotCompose
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
 from .auth import EDAAuthorizer
@@ -254,10 +254,13 @@ class EDAGateway(ExtensionApp):
             sys.exit(f"eda_gateway: failed to start: {e}")
 
     def _wire_services(self):
+        self.claims: list[claims.Claim] = []
         logscrub.install(self.serverapp.log, self.log)
         self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
         self.workspaces = Workspaces(self.workspace_root)
         os.makedirs(self.workspace_root, exist_ok=True)
+        # before anything touches the workspaces: another server's must never be moved or cleaned
+        self._claim(os.path.join(self.workspace_root, ".eda_gateway.lock"), "EDAGateway.workspace_root")
         self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
         self.kernel_manager = self.serverapp.kernel_manager
         self.session_manager = self.serverapp.session_manager
@@ -286,6 +289,16 @@ class EDAGateway(ExtensionApp):
         self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
+
+    def _claim(self, lock_path: str, setting: str) -> None:
+        """This server's alone while it runs (eda_gateway/claims.py); refuse to start otherwise."""
+        claim = claims.Claim(lock_path, setting)
+        try:
+            claim.take(claims.this_server(self.serverapp))
+        except claims.Claimed as e:
+            self.log.critical("eda_gateway: %s", e)
+            sys.exit(f"eda_gateway: {e}")
+        self.claims.append(claim)
 
     def _start_disk_quotas(self) -> DiskQuotas | None:
         """One filesystem per user (eda_gateway/quotas.py); fail closed in multi-user mode."""
@@ -349,6 +362,8 @@ class EDAGateway(ExtensionApp):
     def _start_history(self) -> None:
         """Usage history (SQLite, own writer thread) and the jupyter_events activity log."""
         path = self.history_db or os.path.join(self.serverapp.data_dir, "eda_gateway_history.sqlite")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        self._claim(os.path.abspath(path) + ".lock", "EDAGateway.history_db")  # one server's users only
         self.history = HistoryStore(path, self.history_retention_days, self.history_max_rows)
         try:
             self.history.start()
@@ -430,6 +445,8 @@ class EDAGateway(ExtensionApp):
             self.usage_recorder.flush()
         if getattr(self, "history", None) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
+        for claim in getattr(self, "claims", ()):
+            claim.release()
         await super().stop_extension()
 
     def cull_check_seconds(self) -> float:

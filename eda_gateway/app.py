@@ -260,7 +260,7 @@ class EDAGateway(ExtensionApp):
         self.workspaces = Workspaces(self.workspace_root)
         os.makedirs(self.workspace_root, exist_ok=True)
         # before anything touches the workspaces: another server's must never be moved or cleaned
-        self._claim(os.path.join(self.workspace_root, ".eda_gateway.lock"), "EDAGateway.workspace_root")
+        self._claim(self.workspaces.lock_path, "EDAGateway.workspace_root")
         self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
         self.kernel_manager = self.serverapp.kernel_manager
         self.session_manager = self.serverapp.session_manager
@@ -362,7 +362,11 @@ class EDAGateway(ExtensionApp):
     def _start_history(self) -> None:
         """Usage history (SQLite, own writer thread) and the jupyter_events activity log."""
         path = self.history_db or os.path.join(self.serverapp.data_dir, "eda_gateway_history.sqlite")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        except OSError as e:
+            self.log.critical("eda_gateway: bad configuration: EDAGateway.history_db: %s", e)
+            sys.exit(f"eda_gateway: bad configuration: EDAGateway.history_db: {e}")
         self._claim(os.path.abspath(path) + ".lock", "EDAGateway.history_db")  # one server's users only
         self.history = HistoryStore(path, self.history_retention_days, self.history_max_rows)
         try:

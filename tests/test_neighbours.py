@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from harness import GatewayServer
-from eda_gateway.workspaces import Workspaces
+from eda_gateway.workspaces import LOCK_NAME, Workspaces
 
 NO_DISK = "c.EDASandbox.max_disk_mb = 0\n"
 
@@ -50,7 +50,7 @@ def test_second_server_on_the_same_workspace_root_refuses(first, alice_workspace
     assert f"pid {first.proc.pid}" in log, log
     with open(alice_workspace) as f:
         assert f.read() == "alice's"  # not moved aside, not cleaned
-    assert sorted(os.listdir(first.workspace_root)) == [".eda_gateway.lock", "eda_user_alice"]
+    assert sorted(os.listdir(first.workspace_root)) == [LOCK_NAME, "eda_user_alice"]
     assert first.get("/api/kernels", "alice").json()  # the first server serves on
 
 

@@ -112,25 +112,64 @@ def test_parallel_large_uploads_keep_memory_bounded(server):
                                              for p in where.iterdir()), list(where.iterdir())
 
 
-def test_one_user_sends_one_large_body_at_a_time(server):
-    body = upload_body(os.urandom(30 * 1024 * 1024))
-    answers = []
-    barrier = threading.Barrier(3)
+class HeldUpload:
+    """A large upload whose body keeps trickling in (never stalled, never finished): it holds
+    its share of the body budget from its headers on, until the socket closes."""
 
-    def upload(i):
-        barrier.wait()
-        answers.append(server.put(f"/api/contents/mine-{i}.bin", "bob", data=body,
-                                  headers={"Content-Type": "application/json"}, timeout=120))
+    def __init__(self, server, user, size):
+        self.sock = socket.create_connection(("127.0.0.1", server.port))
+        self.sock.sendall((f"PUT /api/contents/held.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           f"Authorization: token {server.token_of(user)}\r\nContent-Type: application/json\r\n"
+                           f"Content-Length: {size}\r\nExpect: 100-continue\r\n\r\n").encode())
+        # tornado sends 100 Continue once the guard has seen the headers: the share is reserved
+        self.sock.settimeout(30)
+        assert self.sock.recv(100).startswith(b"HTTP/1.1 100")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle)
+        self.thread.start()
 
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    codes = sorted(r.status_code for r in answers)
-    assert 201 in codes and 429 in codes, codes
-    refused = next(r for r in answers if r.status_code == 429)
-    assert "max_body_bytes_in_flight_per_user" in refused.json()["message"]
+    def _trickle(self):
+        while not self.stop.wait(READ_TIMEOUT / 4):
+            self.sock.sendall(b" ")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def put_big(server, user, name, size_mib):
+    return server.put(f"/api/contents/{name}", user, data=upload_body(os.urandom(size_mib * 2**20)),
+                      headers={"Content-Type": "application/json"})
+
+
+def test_a_second_large_body_of_the_same_user_is_refused_429_until_the_first_ends(server):
+    with HeldUpload(server, "bob", 99 * 2**20):
+        r = put_big(server, "bob", "second.bin", 2)
+        assert r.status_code == 429, (r.status_code, r.text)
+        assert int(r.headers["Retry-After"]) > 0
+        assert "max_body_bytes_in_flight_per_user" in r.json()["message"]
+        assert r.headers["Content-Type"].startswith("application/json")
+    assert not (server.root_dir / "bob" / "second.bin").exists()
+    # the held upload's socket is gone: its share is free again
+    deadline = time.monotonic() + 10
+    while (r := put_big(server, "bob", "second.bin", 2)).status_code == 429 and time.monotonic() < deadline:
+        pass
+    assert r.status_code == 201, (r.status_code, r.text)
+
+
+def test_large_bodies_of_several_users_share_the_server_budget_503(server):
+    with HeldUpload(server, "alice", 99 * 2**20):
+        r = put_big(server, "carol", "other.bin", 40)
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert int(r.headers["Retry-After"]) > 0
+        assert "max_body_bytes_in_flight" in r.json()["message"]
+        # small requests are never counted
+        assert server.get("/api/contents", "carol").status_code == 200
+    assert not (server.root_dir / "carol" / "other.bin").exists()
 
 
 def test_chunked_upload_still_works(server):
@@ -142,3 +181,15 @@ def test_chunked_upload_still_works(server):
             "type": "file", "format": "base64", "chunk": chunk, "content": base64.b64encode(piece).decode()})
         assert r.status_code in (200, 201), (r.status_code, r.text)
     assert (server.root_dir / "carol" / "chunked.bin").read_bytes() == raw
+
+
+def test_budget_arithmetic():
+    from eda_gateway.http_limits import BodyBudget
+
+    budget = BodyBudget(total_bytes=100, per_caller_bytes=60)
+    assert budget.reserve("a", 90) is None  # alone, any allowed size passes
+    assert budget.reserve("a", 5).status == 429
+    assert budget.reserve("b", 20).status == 503
+    assert budget.reserve("b", 10) is None
+    budget.release("a", 90)
+    assert budget.reserve("b", 50) is None and budget.total == 60

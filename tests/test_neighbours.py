@@ -70,3 +70,28 @@ def test_the_claim_ends_with_its_server(tmp_path):
         assert b.get("/api/status").status_code == 200
     finally:
         b.stop()
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused(tmp_path):
+    from eda_gateway.claims import Claim, Claimed
+
+    target = tmp_path / "elsewhere"
+    target.write_text("precious")
+    (tmp_path / LOCK_NAME).symlink_to(target)
+    with pytest.raises(Claimed, match="symlink"):
+        Claim(str(tmp_path / LOCK_NAME), "EDAGateway.workspace_root").take({"pid": os.getpid()})
+    assert target.read_text() == "precious"
+
+
+def test_a_held_claim_names_its_owner(tmp_path):
+    from eda_gateway.claims import Claim, Claimed
+
+    lock = str(tmp_path / LOCK_NAME)
+    first = Claim(lock, "EDAGateway.workspace_root")
+    first.take({"pid": 4242, "started": 0, "port": 8888})
+    try:
+        with pytest.raises(Claimed, match="pid 4242, started .*, port 8888"):
+            Claim(lock, "EDAGateway.workspace_root").take({"pid": os.getpid()})
+    finally:
+        first.release()
+    Claim(lock, "EDAGateway.workspace_root").take({"pid": os.getpid()})  # free once released

@@ -29,7 +29,7 @@ c.EDARateLimiter.max_concurrent_executions = 2
 c.EDARateLimiter.window_seconds = 60
 
 c.EDAGateway.max_kernels_per_user = 4
-c.EDAGateway.workspace_root = "/tmp"  # each user gets /tmp/eda_user_<user_id>/ (mode 0700)
+c.EDAGateway.workspace_root = "/tmp"  # each user gets /tmp/eda_user_<user_id>/ (mode 0700); one server each
 c.EDAGateway.cleanup_interval = 3600  # seconds between clean-ups of old temp files
 c.EDAGateway.temp_file_max_age = 86400  # seconds
 
@@ -45,6 +45,11 @@ import os  # noqa: E402
 _demo_root = os.environ.get("EDA_DEMO_ROOT")
 if _demo_root:
     c.ServerApp.root_dir = _demo_root
+_demo_state = os.environ.get("EDA_DEMO_STATE")
+if _demo_state:
+    # all of the demo's state in its folder: another server on this host keeps its own
+    # (the history and disk images follow JUPYTER_DATA_DIR, which scripts/demo.sh sets)
+    c.EDAGateway.workspace_root = os.path.join(_demo_state, "workspaces")
 _demo_data = os.environ.get("EDA_DEMO_DATA")
 if _demo_data:
     # datasets ("sources") and who may use them; admins may use all

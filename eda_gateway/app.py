@@ -14,7 +14,7 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, validate
 
-from . import composition, logscrub
+from . import claims, composition, logscrub
 from .composition import CannotCompose
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
 from .auth import EDAAuthorizer
@@ -25,6 +25,7 @@ from .endings import KernelEndings
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
+from . import http_limits
 from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
@@ -121,13 +122,30 @@ class EDAGateway(ExtensionApp):
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
     )
 
+    request_read_timeout = Float(
+        30, config=True,
+        help="Seconds a client may take to send a request's headers, or pause in the middle of its body, "
+        "before the server closes the connection (also closes keep-alive connections idle that long).",
+    )
+    max_body_bytes_in_flight = Int(
+        128 * 1024 * 1024, config=True,
+        help="Bytes of request bodies (over 1 MiB each) the server receives and holds at once; a body "
+        "beyond that is answered 503 with Retry-After without being kept. Memory use is about 3x this.",
+    )
+    max_body_bytes_in_flight_per_user = Int(
+        100 * 1024 * 1024, config=True,
+        help="Bytes of request bodies (over 1 MiB each) one caller (token or login cookie) sends at once; "
+        "one body of any allowed size always passes alone. Beyond: 429 with Retry-After.",
+    )
+
     @validate("cull_idle_after")
     def _not_negative(self, proposal):
         return require_positive(proposal, allow_zero=True)
 
     @validate(
         "max_kernels_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
-        "history_retention_days", "history_max_rows", "history_sample_interval",
+        "history_retention_days", "history_max_rows", "history_sample_interval", "request_read_timeout",
+        "max_body_bytes_in_flight", "max_body_bytes_in_flight_per_user",
     )
     def _positive(self, proposal):
         return require_positive(proposal)
@@ -236,10 +254,13 @@ class EDAGateway(ExtensionApp):
             sys.exit(f"eda_gateway: failed to start: {e}")
 
     def _wire_services(self):
+        self.claims: list[claims.Claim] = []
         logscrub.install(self.serverapp.log, self.log)
         self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
         self.workspaces = Workspaces(self.workspace_root)
         os.makedirs(self.workspace_root, exist_ok=True)
+        # before anything touches the workspaces: another server's must never be moved or cleaned
+        self._claim(self.workspaces.lock_path, "EDAGateway.workspace_root")
         self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
         self.kernel_manager = self.serverapp.kernel_manager
         self.session_manager = self.serverapp.session_manager
@@ -268,6 +289,16 @@ class EDAGateway(ExtensionApp):
         self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
+
+    def _claim(self, lock_path: str, setting: str) -> None:
+        """This server's alone while it runs (eda_gateway/claims.py); refuse to start otherwise."""
+        claim = claims.Claim(lock_path, setting)
+        try:
+            claim.take(claims.this_server(self.serverapp))
+        except claims.Claimed as e:
+            self.log.critical("eda_gateway: %s", e)
+            sys.exit(f"eda_gateway: {e}")
+        self.claims.append(claim)
 
     def _start_disk_quotas(self) -> DiskQuotas | None:
         """One filesystem per user (eda_gateway/quotas.py); fail closed in multi-user mode."""
@@ -331,6 +362,12 @@ class EDAGateway(ExtensionApp):
     def _start_history(self) -> None:
         """Usage history (SQLite, own writer thread) and the jupyter_events activity log."""
         path = self.history_db or os.path.join(self.serverapp.data_dir, "eda_gateway_history.sqlite")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        except OSError as e:
+            self.log.critical("eda_gateway: bad configuration: EDAGateway.history_db: %s", e)
+            sys.exit(f"eda_gateway: bad configuration: EDAGateway.history_db: {e}")
+        self._claim(os.path.abspath(path) + ".lock", "EDAGateway.history_db")  # one server's users only
         self.history = HistoryStore(path, self.history_retention_days, self.history_max_rows)
         try:
             self.history.start()
@@ -359,6 +396,7 @@ class EDAGateway(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp):
         await super()._start_jupyter_server_extension(serverapp)
+        self._guard_http(serverapp)
         from .handlers.ratelimit_headers import RetryAfterTransform
 
         if RetryAfterTransform not in serverapp.web_app.transforms:  # authentication backoff's 429s
@@ -370,6 +408,7 @@ class EDAGateway(ExtensionApp):
             return
         # every extension's routes exist by now
         guard_lab_management(serverapp.web_app)
+        http_limits.lean_contents_bodies(serverapp.web_app)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
@@ -380,6 +419,19 @@ class EDAGateway(ExtensionApp):
             self.cleanup_interval,
             self.temp_file_max_age,
         )
+
+    def _guard_http(self, serverapp) -> None:
+        """Read timeouts and the budget of request bodies (eda_gateway/http_limits.py)."""
+        http_server = getattr(serverapp, "http_server", None)
+        if http_server is None:  # a server started without its own HTTPServer (tests, embedding)
+            return
+        self.body_budget = http_limits.BodyBudget(self.max_body_bytes_in_flight,
+                                                  self.max_body_bytes_in_flight_per_user)
+        http_limits.install(http_server, self.body_budget, self.request_read_timeout, serverapp.max_body_size,
+                            self.log)
+        self.log.info("eda_gateway: request read timeout %ss; request bodies in flight: %s MiB, %s MiB per user",
+                      self.request_read_timeout, self.max_body_bytes_in_flight // http_limits.MIB,
+                      self.max_body_bytes_in_flight_per_user // http_limits.MIB)
 
     async def stop_extension(self):
         # safe after any partial start: each step only undoes what was started
@@ -397,6 +449,8 @@ class EDAGateway(ExtensionApp):
             self.usage_recorder.flush()
         if getattr(self, "history", None) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
+        for claim in getattr(self, "claims", ()):
+            claim.release()
         await super().stop_extension()
 
     def cull_check_seconds(self) -> float:

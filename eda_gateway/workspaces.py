@@ -13,6 +13,7 @@ from .users import user_id
 log = logging.getLogger(__name__)
 
 WORKSPACE_PREFIX = "eda_user_"
+LOCK_NAME = ".eda_gateway.lock"  # held by the server whose root it is (eda_gateway/claims.py)
 # deeper folders are left alone (and counted as errors): bounds open fds and recursion
 MAX_DEPTH = 64
 
@@ -44,6 +45,10 @@ class Workspaces:
     def __init__(self, root: str, disk=None):
         self.root = os.path.abspath(root)
         self.disk = disk  # eda_gateway.quotas.DiskQuotas, or None: no disk quota
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.root, LOCK_NAME)
 
     def path_for(self, username: str) -> str:
         return os.path.join(self.root, WORKSPACE_PREFIX + user_id(username))

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 DEMO=$PWD/.demo
-mkdir -p "$DEMO/notebooks" "$DEMO/data"
+mkdir -p "$DEMO/notebooks" "$DEMO/data" "$DEMO/state"
 # A small dataset for the REST execution API and the EDA Runner panel.
 if [ ! -f "$DEMO/data/sales.csv" ]; then
   .venv/bin/python - "$DEMO/data/sales.csv" <<'PY'
@@ -36,6 +36,9 @@ cat <<MSG
 MSG
 ROOT_FLAG=()
 [ "$(id -u)" = 0 ] && ROOT_FLAG=(--allow-root)
-export EDA_DEMO_ROOT="$DEMO/notebooks" EDA_DEMO_DATA="$DEMO/data"
+export EDA_DEMO_ROOT="$DEMO/notebooks" EDA_DEMO_DATA="$DEMO/data" EDA_DEMO_STATE="$DEMO/state"
+# workspaces (jupyter_config.py), history, disk images, notaries, kernel connection files: the
+# demo's own, never those of another server on this host
+export JUPYTER_DATA_DIR="$DEMO/state/data" JUPYTER_RUNTIME_DIR="$DEMO/state/runtime"
 exec .venv/bin/jupyter lab --config=jupyter_config.py --ServerApp.ip=127.0.0.1 \
   --ServerApp.port="$PORT" --no-browser "${ROOT_FLAG[@]}"

@@ -30,17 +30,17 @@ class AdminOnlyWritesMixin:
             raise web.HTTPError(403, "only admins may install, remove, enable or disable JupyterLab extensions, or build JupyterLab")
 
 
-def _walk_rules(router):
+def walk_rules(router):
     for rule in getattr(router, "rules", []):
         yield rule
         if isinstance(rule.target, Router):
-            yield from _walk_rules(rule.target)
+            yield from walk_rules(rule.target)
 
 
 def guard_lab_management(web_app) -> int:
     """Make writes to JupyterLab's extension and plugin managers admin-only; returns rules guarded."""
     guarded = 0
-    for rule in _walk_rules(web_app.default_router):
+    for rule in walk_rules(web_app.default_router):
         target = rule.target
         if (
             isinstance(target, type)

@@ -296,6 +296,11 @@ class EDAGateway(ExtensionApp):
         try:
             claim.take(claims.this_server(self.serverapp))
         except claims.Claimed as e:
+            if self.identity.single_user:
+                # one person's labs side by side (as plain jupyter labs share their data dir):
+                # nobody else's workspaces or history to keep apart
+                self.log.warning("eda_gateway: single-user mode: shared with another server: %s", e)
+                return
             self.log.critical("eda_gateway: %s", e)
             sys.exit(f"eda_gateway: {e}")
         self.claims.append(claim)

@@ -95,3 +95,17 @@ def test_a_held_claim_names_its_owner(tmp_path):
     finally:
         first.release()
     Claim(lock, "EDAGateway.workspace_root").take({"pid": os.getpid()})  # free once released
+
+
+def test_two_single_user_labs_of_one_person_may_share(first, tmp_path):
+    """A personal server (jupyter_server's own token): two labs of the same person on the
+    default folders is an everyday thing, not a neighbour to keep out."""
+    lab = GatewayServer(tmp_path, single_token="personal-lab-token-0123", extra_config=NO_DISK
+                        + f"c.EDAGateway.workspace_root = {str(first.workspace_root)!r}\n"
+                        + f"c.EDAGateway.history_db = {str(first.history_db)!r}\n").start()
+    try:
+        assert "single-user mode: shared with another server" in lab.log()
+        assert lab.get("/api/status").status_code == 200
+    finally:
+        lab.stop()
+    assert first.get("/api/kernels", "alice").status_code == 200

@@ -14,8 +14,9 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, validate
 
-from . import composition, logscrub
+from . import capacity, composition, logscrub
 from .composition import CannotCompose
+from .connections import ConnectionLimiter
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
 from .auth import EDAAuthorizer
 from .handlers.lab_management import guard_lab_management
@@ -75,6 +76,17 @@ class EDAGateway(ExtensionApp):
         help="Named groups of users: {'analysts': ['alice', 'bob']}; '@analysts' in user_limits.",
     )
     max_kernels_per_user = Int(4, config=True, help="Kernels one user may have (pending starts count).")
+    max_connections_per_user = Int(
+        16, config=True,
+        help="Kernel websockets one user may have open at once, all their kernels together (each holds "
+        "4 ZMQ sockets of the server); one more is refused with HTTP 429. Per user or group in user_limits.",
+    )
+    max_connections_total = Int(
+        0, config=True,
+        help="Kernel websockets the whole server serves at once; the ZMQ context and the open-files limit "
+        "are sized for it at start. 0: known users (EDAIdentityProvider.user_tokens) x "
+        "max_connections_per_user, or 64 users' worth when users are not known in advance.",
+    )
     cull_idle_after = Float(
         3600, config=True,
         help="Seconds a kernel may sit idle with no client connected before it is shut down (0: never); "
@@ -121,12 +133,12 @@ class EDAGateway(ExtensionApp):
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
     )
 
-    @validate("cull_idle_after")
+    @validate("cull_idle_after", "max_connections_total")
     def _not_negative(self, proposal):
         return require_positive(proposal, allow_zero=True)
 
     @validate(
-        "max_kernels_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
+        "max_kernels_per_user", "max_connections_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
         "history_retention_days", "history_max_rows", "history_sample_interval",
     )
     def _positive(self, proposal):
@@ -247,6 +259,7 @@ class EDAGateway(ExtensionApp):
             manager.eda_gateway = self
         self.settings["eda_gateway"] = self
         self.verdicts = VerdictBus()
+        self.connections = self._size_for_connections()
         self.kernel_manager.listeners.append(self._on_kernel_event)
         # one per-user execution budget for every path; leases end with their kernel
         self.admission = AdmissionService(
@@ -268,6 +281,32 @@ class EDAGateway(ExtensionApp):
         self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
+
+    def _size_for_connections(self) -> ConnectionLimiter:
+        """The connection caps, and a ZMQ context and fd limit that hold what they admit
+        (eda_gateway/capacity.py): set now, before the first kernel opens a socket."""
+        users = self.expected_users()
+        per_user = max([self.max_connections_per_user,
+                        *(o.get("max_connections_per_user", 0) for o in self.user_limits.values())])
+        kernels = max([self.max_kernels_per_user,
+                       *(o.get("max_kernels_per_user", 0) for o in self.user_limits.values())])
+        wanted = self.max_connections_total or users * per_user
+        import zmq
+
+        contexts = [self.kernel_manager.context, zmq.Context.instance()]
+        chosen = capacity.apply(capacity.plan(wanted, users * kernels), users * kernels, contexts, self.log)
+        return ConnectionLimiter(lambda u: self.limits_for(u).max_connections_per_user, chosen.connections)
+
+    # Users assumed when the identity provider cannot list them (docs/rate_limiting.md).
+    UNKNOWN_USERS = 64
+
+    def expected_users(self) -> int:
+        if self.identity.single_user:
+            return 1
+        tokens = getattr(self.serverapp.identity_provider, "user_tokens", None)
+        if isinstance(tokens, dict) and tokens:
+            return len(tokens) + len(set(self.admin_users) - set(tokens))
+        return self.UNKNOWN_USERS
 
     def _start_disk_quotas(self) -> DiskQuotas | None:
         """One filesystem per user (eda_gateway/quotas.py); fail closed in multi-user mode."""
@@ -449,6 +488,7 @@ class EDAGateway(ExtensionApp):
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,
             max_kernels_per_user=self.max_kernels_per_user,
+            max_connections_per_user=self.max_connections_per_user,
             cull_idle_after=self.cull_idle_after,
         )
 

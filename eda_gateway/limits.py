@@ -148,6 +148,7 @@ class Limits:
     max_concurrent_executions: int = 2
     window_seconds: float = 60.0
     max_kernels_per_user: int = 4
+    max_connections_per_user: int = 16  # kernel websockets open at once, all kernels together
     cull_idle_after: float = 3600.0  # seconds; 0: never
 
     @classmethod

@@ -21,6 +21,7 @@ import json
 
 from jupyter_client.jsonutil import json_default
 from jupyter_server._tz import utcnow
+from tornado import web
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
     deserialize_msg_from_ws_v1,
@@ -31,6 +32,8 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 from .verdicts import INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
+TOO_MANY_CONNECTIONS = "TooManyConnections"
+KERNEL_GONE = 1001  # websocket close code "going away"
 
 
 def ending_messages(
@@ -107,6 +110,28 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     # --- connection life -------------------------------------------------------
 
     async def prepare(self):
+        # Counted before jupyter_server opens any ZMQ socket for us (its prepare asks
+        # for kernel_info on one); refused here, the answer is plain HTTP, before the upgrade.
+        refusal = self.gateway.connections.acquire(self.username, self, self._handler_alive)
+        if refusal is not None:
+            self.log.info("eda_gateway: refused a kernel connection of %s: %s", self.username, refusal)
+            handler = self.websocket_handler
+            handler.set_status(429)
+            handler.set_header("Content-Type", "application/json")
+            handler.set_header("Retry-After", "5")
+            raise web.Finish(json.dumps({"error": TOO_MANY_CONNECTIONS, "message": refusal}))
+        try:
+            await self._prepare()
+        except BaseException:
+            self.gateway.connections.release(self)  # no websocket: no on_close will come
+            raise
+
+    def _handler_alive(self) -> bool:
+        """Still opening, or open: what holds (or will hold) ZMQ sockets."""
+        handler = self.websocket_handler
+        return not handler._finished or handler.ws_connection is not None
+
+    async def _prepare(self):
         # Opening can wait long for the kernel's first kernel_info (a kernel still
         # starting): a client on its way in is activity, not an idle kernel to cull.
         self.kernel_manager.last_activity = utcnow()
@@ -121,12 +146,27 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         connected = super().connect()
         if connected is not None and self._unsubscribe is None:
             self._unsubscribe = self.gateway.verdicts.subscribe(self.kernel_id, self._on_verdict)
+            self.gateway.kernel_manager.listeners.append(self._on_kernel_event)
         return connected
 
+    def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
+        # jupyter_server leaves a stopped kernel's websockets open: they would hold their
+        # place (and their ZMQ sockets) until the client noticed.
+        if event == "stopped" and kernel_id == self.kernel_id:
+            self.gateway.connections.release(self)
+            if self.websocket_handler.ws_connection is not None:
+                self.websocket_handler.close(KERNEL_GONE, "the kernel was shut down")
+
     def disconnect(self):
+        # however the connection ends (client gone, kernel gone, error); safe twice
+        self.gateway.connections.release(self)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+            try:
+                self.gateway.kernel_manager.listeners.remove(self._on_kernel_event)
+            except ValueError:
+                pass
         # Unanswered requests keep their leases: the kernel is still running them and
         # the lease keeper ends each when the kernel goes idle for it.
         self._inflight.clear()

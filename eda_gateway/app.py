@@ -127,7 +127,9 @@ class EDAGateway(ExtensionApp):
     )
     history_retention_days = Float(30, config=True, help="History older than this (days) is purged.")
     history_max_rows = Int(
-        1_000_000, config=True, help="Most events (and most usage samples) kept; the oldest go first."
+        1_000_000, config=True,
+        help="Most events (and most usage samples) kept per user; that user's oldest go first, so no "
+        "user's activity evicts another's. Refusals are one counted row per user and minute."
     )
     history_sample_interval = Float(
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."

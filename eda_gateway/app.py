@@ -26,6 +26,8 @@ from .endings import KernelEndings
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
+from .refusal_flood import RefusalFlood
+from .refusal_log import RefusalLog
 from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
@@ -268,6 +270,7 @@ class EDAGateway(ExtensionApp):
             self.limits_for,
             expiry_extra_seconds=self.sandbox_config.interrupt_grace + SAFETY_MARGIN_SECONDS,
         )
+        self.refusal_log = RefusalLog(self.log)
         self.lease_keeper = LeaseKeeper(self.admission, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
@@ -413,6 +416,7 @@ class EDAGateway(ExtensionApp):
         guard_lab_management(serverapp.web_app)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
+        self._tasks.append(asyncio.create_task(self._refusal_summary_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
         self._tasks.append(self.telemetry.start())
         self.log.info(
@@ -457,6 +461,17 @@ class EDAGateway(ExtensionApp):
                 await self.kernel_manager.cull_idle()
             except Exception:
                 self.log.exception("eda_gateway: culling idle kernels failed")
+
+    async def _refusal_summary_loop(self):
+        while True:  # a flood's summary line comes even once the flood has stopped
+            await asyncio.sleep(self.refusal_log.interval / 6)
+            self.refusal_log.tick()
+
+    def refusal_flood(self) -> RefusalFlood:
+        """A fresh refusal meter for one kernel connection."""
+        r = self.rate_config
+        return RefusalFlood(r.refusal_flood_slow_after, r.refusal_flood_close_after, r.refusal_flood_window,
+                            r.refusal_flood_delay)
 
     async def _cleanup_loop(self):
         loop = asyncio.get_running_loop()

@@ -9,6 +9,11 @@ way with ``InvalidExecuteRequest``: one without a msg_id, one whose msg_id is st
 running on the kernel (the kernel would run every copy), or code sent on the control
 channel (ipykernel runs it there too; no Jupyter client sends it).
 
+A connection that keeps drawing refusals is answered late, then closed with close code
+4029 and a reason (eda_gateway/refusal_flood.py). Each user holds at most
+``max_connections_per_user`` kernel websockets: one more is answered HTTP 429 with a
+JSON body before the upgrade, before any ZMQ socket is opened for it.
+
 Leases end at the ``execute_reply`` seen here (the lease keeper also ends them when
 the kernel goes idle, restarts, dies or stops). Sandbox verdicts arrive on
 ``gateway.verdicts``: a killed kernel's in-flight executions are ended here with the
@@ -22,6 +27,7 @@ import json
 from jupyter_client.jsonutil import json_default
 from jupyter_server._tz import utcnow
 from tornado import web
+from tornado.ioloop import IOLoop
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
     deserialize_msg_from_ws_v1,
@@ -29,6 +35,7 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
+from .refusal_flood import CLOSE_CODE as FLOOD_CLOSE_CODE
 from .verdicts import INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -98,6 +105,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         self._ended: set[str] = set()  # msg_ids we ended ourselves: drop late kernel replies
         self._rewrites: dict[str, Verdict] = {}  # msg_id -> verdict of an interrupted execution
         self._unsubscribe = None
+        self._flood = None  # RefusalFlood, from the first refusal on
+        self._flooded = False
 
     @property
     def gateway(self):
@@ -177,6 +186,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     # --- client -> kernel --------------------------------------------------------
 
     def handle_incoming_message(self, incoming_msg) -> None:
+        if self._flooded:  # closing: nothing more from this client
+            return
         if not self.channels:
             return super().handle_incoming_message(incoming_msg)
         try:
@@ -254,23 +265,39 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         if decision.allowed:
             self._inflight[msg_id] = header
             return True
-        self.log.info(
+        self._answer_refusal(
+            ending_messages(
+                self.session, header, RATE_LIMIT_EXCEEDED, decision.message,
+                details={"reason": decision.reason, "retry_after_seconds": round(decision.retry_after_seconds, 3)},
+            ),
             "eda_gateway: refused execution of %s on kernel %s (%s, retry in %.1f s)",
-            self.username,
-            self.kernel_id,
-            decision.reason,
-            decision.retry_after_seconds,
+            self.username, self.kernel_id, decision.reason, decision.retry_after_seconds,
         )
-        self._write_all(ending_messages(
-            self.session, header, RATE_LIMIT_EXCEEDED, decision.message,
-            details={"reason": decision.reason, "retry_after_seconds": round(decision.retry_after_seconds, 3)},
-        ))
         return False
 
     def _refuse_invalid(self, header: dict, why: str, channel: str = "shell") -> None:
-        self.log.warning("eda_gateway: refused an execute_request of %s on kernel %s: %s",
-                         self.username, self.kernel_id, why)
-        self._write_all(ending_messages(self.session, header, INVALID_EXECUTE_REQUEST, why, channel))
+        self._answer_refusal(
+            ending_messages(self.session, header, INVALID_EXECUTE_REQUEST, why, channel),
+            "eda_gateway: refused an execute_request of %s on kernel %s: %s", self.username, self.kernel_id, why,
+        )
+
+    def _answer_refusal(self, messages: list[tuple[str, dict]], *log_line) -> None:
+        """Answer now, later, or close a connection that keeps drawing refusals
+        (eda_gateway/refusal_flood.py); log lines are rate-limited (eda_gateway/refusal_log.py)."""
+        self.gateway.refusal_log.refused(self.username, *log_line)
+        if self._flood is None:
+            self._flood = self.gateway.refusal_flood()
+        delay = self._flood.refused()
+        if delay is None:
+            self._flooded = True
+            self.log.warning("eda_gateway: closing a kernel connection of %s: %s", self.username,
+                             self._flood.reason())
+            self.websocket_handler.close(FLOOD_CLOSE_CODE, self._flood.reason())
+        elif delay:
+            # the messages are bounded: past close_after the connection is closed
+            IOLoop.current().call_later(delay, self._write_all, messages)
+        else:
+            self._write_all(messages)
 
     # --- kernel -> client ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ import websocket
 from harness import TOKENS, GatewayServer
 
 CAP = 8
+API = "/advanced-eda/api"
 USERS = ["flooder"]
 CONFIG = f"""
 c.EDAGateway.max_connections_per_user = {CAP}
@@ -129,3 +130,53 @@ def test_a_websocket_flood_is_refused_past_the_cap_and_spares_everyone_else(gw):
         kc.close()
     for user, kid in (("bob", bob_kernel), ("bob", new_kernel), ("alice", other)):
         gw.delete(f"/api/kernels/{kid}", user)
+
+
+def close_frame(kc, timeout=30) -> tuple[int, str]:
+    """Read until the server's close frame; its (code, reason)."""
+    kc.ws.settimeout(timeout)
+    while True:
+        frame = kc.ws.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(frame.data[:2], "big"), frame.data[2:].decode()
+        if frame.opcode == websocket.ABNF.OPCODE_TEXT:
+            kc.backlog.append(json.loads(frame.data))
+
+
+def test_a_flood_of_refused_executions_is_slowed_then_closed_and_stays_cheap(gw):
+    bob_kernel = gw.start_kernel("bob")
+    bob = gw.kernel_ws(bob_kernel, "bob")
+    assert bob.run("1").reply["status"] == "ok"
+    bob.close()
+    bob_rows = lambda: gw.get(f"{API}/admin/events?user=bob&limit=1000", "admin").json()["events"]  # noqa: E731
+    bob_before = bob_rows()
+    lines_before = len(gw.log().splitlines())
+
+    kernel = gw.start_kernel("flooder")
+    kc = gw.kernel_ws(kernel, "flooder")
+    assert kc.run("1").reply["status"] == "ok" and kc.run("2").reply["status"] == "ok"  # the budget: 2
+    answered = []
+    for _ in range(11):  # one at a time: the 11th in the window waits refusal_flood_delay (1 s)
+        t0 = time.monotonic()
+        assert kc.run("3").error["ename"] == "RateLimitExceeded"
+        answered.append(time.monotonic() - t0)
+    assert max(answered[:10]) < 1.0 <= answered[10]
+    sent = 0
+    try:
+        for _ in range(2000):
+            kc.execute("4")
+            sent += 1
+    except (websocket.WebSocketException, OSError):
+        pass  # the server may close while we send
+    code, reason = close_frame(kc)
+    assert code == 4029 and "refusal_flood_close_after" in reason, (code, reason)
+    kc.close()
+
+    refused = gw.get(f"{API}/admin/events?user=flooder&kind=execution.refused", "admin").json()["events"]
+    assert 1 <= len(refused) <= 2  # one row per minute, not one per refusal
+    assert sum(e["count"] for e in refused) == 51  # closed at the 51st in the window
+    assert bob_rows() == bob_before
+    grown = len(gw.log().splitlines()) - lines_before
+    assert grown < 50, gw.log().splitlines()[lines_before:]
+    gw.delete(f"/api/kernels/{kernel}", "flooder")
+    gw.delete(f"/api/kernels/{bob_kernel}", "bob")

@@ -1,0 +1,42 @@
+"""Refusal log lines, rate-limited: the first per user per interval, then a summary.
+
+A refused request costs its sender nothing; a log line per refusal would let one
+user grow the server log without bound. Per user, the first refusal of each
+interval is logged in full; the rest are counted, and ``tick`` (called periodically
+and on each refusal) logs one line per user at the end of the interval:
+"alice: 1,432 refusals in the last 60 s".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class RefusalLog:
+    def __init__(self, log, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.interval = interval
+        self.clock = clock
+        self._started = clock()
+        self._counts: dict[str, int] = {}
+
+    def refused(self, user: str, message: str, *args) -> None:
+        """Log ``message % args`` if it is ``user``'s first refusal of the interval."""
+        self.tick()
+        seen = self._counts.get(user, 0)
+        self._counts[user] = seen + 1
+        if not seen:
+            self.log.info(message + " (further refusals of %s are summarised every %g s)", *args, user,
+                          self.interval)
+
+    def tick(self) -> None:
+        now = self.clock()
+        elapsed = now - self._started
+        if elapsed < self.interval:
+            return
+        for user, count in sorted(self._counts.items()):
+            if count > 1:
+                self.log.info("eda_gateway: %s: %s refusals in the last %.0f s", user, f"{count:,}", elapsed)
+        self._counts.clear()
+        self._started = now

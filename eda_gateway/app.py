@@ -27,7 +27,7 @@ from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
 from .refusal_flood import RefusalFlood
-from .refusal_log import RefusalLog
+from .refusal_log import RefusalLog, quiet_refusals
 from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
@@ -414,6 +414,9 @@ class EDAGateway(ExtensionApp):
             return
         # every extension's routes exist by now
         guard_lab_management(serverapp.web_app)
+        settings = serverapp.web_app.settings
+        if settings.get("log_function") is not None:  # a flood of 429s must not flood the log
+            settings["log_function"] = quiet_refusals(settings["log_function"], self.refusal_log)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
         self._tasks.append(asyncio.create_task(self._refusal_summary_loop()))

@@ -123,7 +123,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         # for kernel_info on one); refused here, the answer is plain HTTP, before the upgrade.
         refusal = self.gateway.connections.acquire(self.username, self, self._handler_alive)
         if refusal is not None:
-            self.log.info("eda_gateway: refused a kernel connection of %s: %s", self.username, refusal)
+            self.gateway.refusal_log.refused(self.username, "eda_gateway: refused a kernel connection of %s: %s",
+                                             self.username, refusal)
             handler = self.websocket_handler
             handler.set_status(429)
             handler.set_header("Content-Type", "application/json")

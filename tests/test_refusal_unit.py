@@ -49,3 +49,23 @@ def test_first_refusal_per_user_is_logged_then_one_summary_per_interval(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("refused alice (further refusals of alice")
     assert len(lines) == 3 and "alice: 1,432 refusals in the last 74 s" in lines[2]  # bob had only one
+
+
+def test_access_log_lines_of_429s_are_rate_limited_per_user():
+    from types import SimpleNamespace
+
+    from eda_gateway.refusal_log import quiet_refusals
+
+    logged = []
+    refusals = RefusalLog(logging.getLogger("test.access"), interval=60.0, clock=Clock())
+    log_request = quiet_refusals(logged.append, refusals)
+
+    def handler(status, user):
+        return SimpleNamespace(get_status=lambda: status, current_user=SimpleNamespace(username=user),
+                               request=SimpleNamespace(remote_ip="10.0.0.1"))
+
+    for _ in range(100):
+        log_request(handler(429, "alice"))
+    log_request(handler(429, "bob"))
+    log_request(handler(200, "alice"))
+    assert len(logged) == 3  # alice's first 429, bob's first 429, and the 200

@@ -194,16 +194,18 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         try:
             channel, header, msg = self._parse(incoming_msg)
         except Exception as e:  # whatever a client sends: drop it, keep the socket
-            self.log.warning("eda_gateway: dropped a malformed kernel message from %s (%s)",
-                             self.username, type(e).__name__)
+            # a line per message would let one client grow the log without bound
+            self.gateway.refusal_log.refused(self.username, "eda_gateway: dropped a malformed kernel message "
+                                             "from %s (%s)", self.username, type(e).__name__)
             return
         if channel not in self.channels:
-            self.log.warning("No such channel: %r", channel)
+            self.gateway.refusal_log.refused(self.username, "No such channel: %r", str(channel)[:64])
             return
         if header is not None:
             allowed_types = self.multi_kernel_manager.allowed_message_types
             if allowed_types and header.get("msg_type") not in allowed_types:
-                self.log.warning("Received message of type %r, which is not allowed.", header.get("msg_type"))
+                self.gateway.refusal_log.refused(self.username, "Received message of type %r, which is not allowed.",
+                                                 str(header.get("msg_type"))[:64])
                 return
             if header.get("msg_type") == "execute_request":
                 if channel != "shell":

@@ -4,7 +4,7 @@ Sources (wired by the app): admission decisions, sandbox verdicts, kernel life
 cycle, logins. Each becomes one jupyter_events event on the server's
 ``event_logger`` (schemas in ``event_schemas/``, so admins route them with
 ordinary config, e.g. ``c.EventLogger.handlers``) and one row in the history
-store. Nothing here blocks or raises into its source: an observer must never
+store; refusals are counted there instead, one row per user and minute. Nothing here blocks or raises into its source: an observer must never
 break an execution or a login.
 """
 
@@ -72,8 +72,13 @@ class ActivityLog:
                 "reason": info.get("reason"),
             },
         )
+        if event == "refused":
+            # a refusal costs its sender nothing: counted per user and minute, not a row each
+            self._record(h.EXECUTION_REFUSED, user, counted=True, at=info.get("at"), kernel_id=kid,
+                         source=info.get("source"), reason=info.get("reason"))
+            return
         self._record(
-            h.EXECUTION_ADMITTED if event == "admitted" else h.EXECUTION_REFUSED,
+            h.EXECUTION_ADMITTED,
             user,
             at=info.get("at"),
             kernel_id=kid,
@@ -175,11 +180,11 @@ class ActivityLog:
         except Exception:
             log.exception("eda_gateway: activity event %s not emitted", schema_id)
 
-    def _record(self, kind: str, user: str, **fields) -> None:
+    def _record(self, kind: str, user: str, counted: bool = False, **fields) -> None:
         if self.history is None:
             return
         try:
-            self.history.record_event(kind, user, **fields)
+            (self.history.record_count if counted else self.history.record_event)(kind, user, **fields)
         except Exception:
             log.exception("eda_gateway: activity %s not recorded", kind)
 

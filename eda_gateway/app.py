@@ -14,8 +14,9 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, validate
 
-from . import claims, composition, logscrub
+from . import capacity, claims, composition, logscrub
 from .composition import CannotCompose
+from .connections import ConnectionLimiter
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
 from .auth import EDAAuthorizer
 from .handlers.lab_management import guard_lab_management
@@ -26,6 +27,8 @@ from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
 from . import http_limits
+from .refusal_flood import RefusalFlood
+from .refusal_log import RefusalLog, quiet_refusals
 from .isolation import start_isolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
 from .kernels import EDAKernelManager
@@ -76,6 +79,17 @@ class EDAGateway(ExtensionApp):
         help="Named groups of users: {'analysts': ['alice', 'bob']}; '@analysts' in user_limits.",
     )
     max_kernels_per_user = Int(4, config=True, help="Kernels one user may have (pending starts count).")
+    max_connections_per_user = Int(
+        16, config=True,
+        help="Kernel websockets one user may have open at once, all their kernels together (each holds "
+        "4 ZMQ sockets of the server); one more is refused with HTTP 429. Per user or group in user_limits.",
+    )
+    max_connections_total = Int(
+        0, config=True,
+        help="Kernel websockets the whole server serves at once; the ZMQ context and the open-files limit "
+        "are sized for it at start. 0: known users (EDAIdentityProvider.user_tokens) x "
+        "max_connections_per_user, or 64 users' worth when users are not known in advance.",
+    )
     cull_idle_after = Float(
         3600, config=True,
         help="Seconds a kernel may sit idle with no client connected before it is shut down (0: never); "
@@ -116,7 +130,9 @@ class EDAGateway(ExtensionApp):
     )
     history_retention_days = Float(30, config=True, help="History older than this (days) is purged.")
     history_max_rows = Int(
-        1_000_000, config=True, help="Most events (and most usage samples) kept; the oldest go first."
+        1_000_000, config=True,
+        help="Most events (and most usage samples) kept per user; that user's oldest go first, so no "
+        "user's activity evicts another's. Refusals are one counted row per user and minute."
     )
     history_sample_interval = Float(
         60, config=True, help="Seconds between two usage samples (peak memory, mean CPU per user) in the history."
@@ -138,14 +154,14 @@ class EDAGateway(ExtensionApp):
         "one body of any allowed size always passes alone. Beyond: 429 with Retry-After.",
     )
 
-    @validate("cull_idle_after")
+    @validate("cull_idle_after", "max_connections_total")
     def _not_negative(self, proposal):
         return require_positive(proposal, allow_zero=True)
 
     @validate(
-        "max_kernels_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval", "temp_file_max_age",
-        "history_retention_days", "history_max_rows", "history_sample_interval", "request_read_timeout",
-        "max_body_bytes_in_flight", "max_body_bytes_in_flight_per_user",
+        "max_kernels_per_user", "max_connections_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval",
+        "temp_file_max_age", "history_retention_days", "history_max_rows", "history_sample_interval",
+        "request_read_timeout", "max_body_bytes_in_flight", "max_body_bytes_in_flight_per_user",
     )
     def _positive(self, proposal):
         return require_positive(proposal)
@@ -268,12 +284,14 @@ class EDAGateway(ExtensionApp):
             manager.eda_gateway = self
         self.settings["eda_gateway"] = self
         self.verdicts = VerdictBus()
+        self.connections = self._size_for_connections()
         self.kernel_manager.listeners.append(self._on_kernel_event)
         # one per-user execution budget for every path; leases end with their kernel
         self.admission = AdmissionService(
             self.limits_for,
             expiry_extra_seconds=self.sandbox_config.interrupt_grace + SAFETY_MARGIN_SECONDS,
         )
+        self.refusal_log = RefusalLog(self.log)
         self.lease_keeper = LeaseKeeper(self.admission, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
@@ -304,6 +322,32 @@ class EDAGateway(ExtensionApp):
             self.log.critical("eda_gateway: %s", e)
             sys.exit(f"eda_gateway: {e}")
         self.claims.append(claim)
+
+    def _size_for_connections(self) -> ConnectionLimiter:
+        """The connection caps, and a ZMQ context and fd limit that hold what they admit
+        (eda_gateway/capacity.py): set now, before the first kernel opens a socket."""
+        users = self.expected_users()
+        per_user = max([self.max_connections_per_user,
+                        *(o.get("max_connections_per_user", 0) for o in self.user_limits.values())])
+        kernels = max([self.max_kernels_per_user,
+                       *(o.get("max_kernels_per_user", 0) for o in self.user_limits.values())])
+        wanted = self.max_connections_total or users * per_user
+        import zmq
+
+        contexts = [self.kernel_manager.context, zmq.Context.instance()]
+        chosen = capacity.apply(capacity.plan(wanted, users * kernels), users * kernels, contexts, self.log)
+        return ConnectionLimiter(lambda u: self.limits_for(u).max_connections_per_user, chosen.connections)
+
+    # Users assumed when the identity provider cannot list them (docs/rate_limiting.md).
+    UNKNOWN_USERS = 64
+
+    def expected_users(self) -> int:
+        if self.identity.single_user:
+            return 1
+        tokens = getattr(self.serverapp.identity_provider, "user_tokens", None)
+        if isinstance(tokens, dict) and tokens:
+            return len(tokens) + len(set(self.admin_users) - set(tokens))
+        return self.UNKNOWN_USERS
 
     def _start_disk_quotas(self) -> DiskQuotas | None:
         """One filesystem per user (eda_gateway/quotas.py); fail closed in multi-user mode."""
@@ -414,8 +458,12 @@ class EDAGateway(ExtensionApp):
         # every extension's routes exist by now
         guard_lab_management(serverapp.web_app)
         http_limits.lean_contents_bodies(serverapp.web_app)
+        settings = serverapp.web_app.settings
+        if settings.get("log_function") is not None:  # a flood of 429s must not flood the log
+            settings["log_function"] = quiet_refusals(settings["log_function"], self.refusal_log)
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
+        self._tasks.append(asyncio.create_task(self._refusal_summary_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
         self._tasks.append(self.telemetry.start())
         self.log.info(
@@ -476,6 +524,17 @@ class EDAGateway(ExtensionApp):
             except Exception:
                 self.log.exception("eda_gateway: culling idle kernels failed")
 
+    async def _refusal_summary_loop(self):
+        while True:  # a flood's summary line comes even once the flood has stopped
+            await asyncio.sleep(self.refusal_log.interval / 6)
+            self.refusal_log.tick()
+
+    def refusal_flood(self) -> RefusalFlood:
+        """A fresh refusal meter for one kernel connection."""
+        r = self.rate_config
+        return RefusalFlood(r.refusal_flood_slow_after, r.refusal_flood_close_after, r.refusal_flood_window,
+                            r.refusal_flood_delay)
+
     async def _cleanup_loop(self):
         loop = asyncio.get_running_loop()
         while True:
@@ -508,6 +567,7 @@ class EDAGateway(ExtensionApp):
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,
             max_kernels_per_user=self.max_kernels_per_user,
+            max_connections_per_user=self.max_connections_per_user,
             cull_idle_after=self.cull_idle_after,
         )
 

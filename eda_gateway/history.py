@@ -6,10 +6,15 @@ in one transaction, so the loop never waits for the disk. The queue is bounded: 
 the disk cannot keep up, new records are dropped and counted rather than letting
 memory grow or the loop block.
 
+Refused executions cost their sender nothing, so they are not a row each: a refusal
+adds one to its user's row for that minute (``record_count``; one row per user, minute,
+kernel, source and reason, its ``count`` the refusals it stands for).
+
 The file is bounded twice: rows older than ``retention_days`` are purged (at start
-and then periodically), and each table keeps at most ``max_rows`` rows (oldest go
-first). Readers (``series``, ``events``, ``summary``) open their own connection and
-are blocking calls: run them in an executor. ``flush()`` first, to read your writes.
+and then periodically), and each table keeps at most ``max_rows`` rows *per user*
+(that user's oldest go first), so no user's activity can evict another's audit trail.
+Readers (``series``, ``events``, ``summary``) open their own connection and are
+blocking calls: run them in an executor. ``flush()`` first, to read your writes.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ LOGIN = "login"
 KINDS = (EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT, KERNEL_STARTED, KERNEL_RESTARTED, KERNEL_STOPPED,
          KERNEL_RECLAIMED, LOGIN)
 
+# A counted event's row covers this many seconds (record_count).
+COUNT_BUCKET_SECONDS = 60.0
+
 # Charts are drawn from dense buckets; more than this is a mistake, not a chart.
 MAX_BUCKETS = 2000
 
@@ -52,10 +60,12 @@ CREATE TABLE IF NOT EXISTS events (
     kernel_id TEXT,
     source TEXT,
     reason TEXT,
-    details TEXT
+    details TEXT,
+    count INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_user_ts ON events(user, ts);
+CREATE INDEX IF NOT EXISTS events_user_id ON events(user, id);
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -66,6 +76,7 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
 CREATE INDEX IF NOT EXISTS samples_user_ts ON samples(user, ts);
+CREATE INDEX IF NOT EXISTS samples_user_id ON samples(user, id);
 """
 
 
@@ -160,6 +171,21 @@ class HistoryStore:
         )
         self._put(("event", row))
 
+    def record_count(
+        self,
+        kind: str,
+        user: str,
+        *,
+        at: float | None = None,
+        kernel_id: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """One more ``kind`` for ``user`` in the minute of ``at``: adds to that minute's row."""
+        at = at if at is not None else self.clock()
+        minute = (at // COUNT_BUCKET_SECONDS) * COUNT_BUCKET_SECONDS
+        self._put(("count", (minute, user, kind, kernel_id, source, reason)))
+
     def record_samples(self, samples: Iterable[Sample]) -> None:
         rows = [(s.ts, s.user, s.kernels, s.memory_bytes, s.cpu_percent) for s in samples]
         if rows:
@@ -201,6 +227,9 @@ class HistoryStore:
         conn = self._connect()
         conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
         conn.execute("PRAGMA synchronous = NORMAL")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if columns and "count" not in columns:  # a database from before counted rows
+            conn.execute("ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
         conn.executescript(_SCHEMA)
         conn.commit()
         return conn
@@ -236,6 +265,7 @@ class HistoryStore:
 
     def _write(self, conn: sqlite3.Connection, batch: list) -> bool:
         events, samples, flushes, stop = [], [], [], False
+        counts: dict[tuple, int] = {}
         for item in batch:
             if item is _STOP:
                 stop = True
@@ -243,6 +273,8 @@ class HistoryStore:
                 flushes.append(item)
             elif item[0] == "event":
                 events.append(item[1])
+            elif item[0] == "count":
+                counts[item[1]] = counts.get(item[1], 0) + 1
             else:
                 samples.extend(item[1])
         try:
@@ -253,23 +285,45 @@ class HistoryStore:
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         events,
                     )
+                for key, n in counts.items():
+                    self._add_count(conn, key, n)
                 if samples:
                     conn.executemany(
                         "INSERT INTO samples (ts, user, kernels, memory_bytes, cpu_percent) VALUES (?, ?, ?, ?, ?)",
                         samples,
                     )
-                self._cap_rows(conn)
+                self._cap_rows(conn, {row[1] for row in events} | {key[1] for key in counts},
+                               {row[1] for row in samples})
         except sqlite3.Error:
-            log.exception("eda_gateway: history write of %d records failed", len(events) + len(samples))
+            log.exception("eda_gateway: history write of %d records failed",
+                          len(events) + len(samples) + len(counts))
         for marker in flushes:
             marker.done.set()
         return stop
 
-    def _cap_rows(self, conn: sqlite3.Connection) -> None:
-        # rows are only ever deleted oldest-first, so ids are dense: max(id) - cap
-        # finds the cut without counting the table
-        for table in ("events", "samples"):
-            conn.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?", (self.max_rows,))
+    @staticmethod
+    def _add_count(conn: sqlite3.Connection, key: tuple, n: int) -> None:
+        ts, user, kind, kernel_id, source, reason = key
+        updated = conn.execute(
+            "UPDATE events SET count = count + ? WHERE user = ? AND ts = ? AND kind = ? "
+            "AND kernel_id IS ? AND source IS ? AND reason IS ?",
+            (n, user, ts, kind, kernel_id, source, reason),
+        ).rowcount
+        if not updated:
+            conn.execute(
+                "INSERT INTO events (ts, user, kind, kernel_id, source, reason, count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ts, user, kind, kernel_id, source, reason, n),
+            )
+
+    def _cap_rows(self, conn: sqlite3.Connection, event_users: set, sample_users: set) -> None:
+        # per user, only for users who just wrote: the cut is their max_rows-th newest row
+        for table, users in (("events", event_users), ("samples", sample_users)):
+            for user in users:
+                conn.execute(
+                    f"DELETE FROM {table} WHERE user = ?1 AND id <= "
+                    f"(SELECT id FROM {table} WHERE user = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    (user, self.max_rows),
+                )
 
     def purge(self, conn: sqlite3.Connection | None = None) -> int:
         """Delete rows older than the retention period; returns how many went."""
@@ -305,7 +359,7 @@ class HistoryStore:
             args += kinds
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT ts, user, kind, kernel_id, source, reason, details FROM events "
+                "SELECT ts, user, kind, kernel_id, source, reason, details, count FROM events "
                 f"WHERE {where} ORDER BY ts DESC, id DESC LIMIT ?",
                 (*args, limit),
             ).fetchall()
@@ -318,8 +372,9 @@ class HistoryStore:
                 "source": source,
                 "reason": reason,
                 "details": json.loads(details) if details else {},
+                "count": count,
             }
-            for ts, u, kind, kid, source, reason, details in rows
+            for ts, u, kind, kid, source, reason, details, count in rows
         ]
 
     def summary(self, since: float, until: float | None = None, user: str | None = None) -> dict[str, dict]:
@@ -328,7 +383,7 @@ class HistoryStore:
         out: dict[str, dict] = {}
         with self._reader() as conn:
             rows = conn.execute(
-                f"SELECT user, kind, reason, COUNT(*), MAX(ts) FROM events WHERE {where} GROUP BY user, kind, reason",
+                f"SELECT user, kind, reason, SUM(count), MAX(ts) FROM events WHERE {where} GROUP BY user, kind, reason",
                 args,
             ).fetchall()
         for user, kind, reason, count, last in rows:
@@ -339,7 +394,8 @@ class HistoryStore:
             if kind == EXECUTION_ADMITTED:
                 entry["executions"] += count
             elif kind == EXECUTION_REFUSED:
-                entry["refusals"][reason or "unknown"] = count
+                key = reason or "unknown"
+                entry["refusals"][key] = entry["refusals"].get(key, 0) + count
             elif kind == VERDICT:
                 entry["verdicts"][reason or "unknown"] = count
             elif kind == LOGIN:
@@ -355,7 +411,7 @@ class HistoryStore:
         where, args = self._where(user, since, until)
         with self._reader() as conn:
             event_rows = conn.execute(
-                f"SELECT user, CAST((ts - ?) / ? AS INTEGER) AS b, kind, COUNT(*) FROM events "
+                f"SELECT user, CAST((ts - ?) / ? AS INTEGER) AS b, kind, SUM(count) FROM events "
                 f"WHERE {where} AND kind IN (?, ?, ?) GROUP BY user, b, kind",
                 (since, bucket, *args, EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT),
             ).fetchall()

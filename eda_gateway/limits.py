@@ -128,8 +128,22 @@ class EDARateLimiter(Configurable):
         2, config=True, help="Kernels of one user that may run an execution at the same time."
     )
     window_seconds = Float(60.0, config=True, help="Length of the sliding window, in seconds.")
+    refusal_flood_window = Float(
+        10.0, config=True, help="Seconds over which one kernel connection's refused executions are counted."
+    )
+    refusal_flood_slow_after = Int(
+        10, config=True,
+        help="Refusals per refusal_flood_window one connection gets answered at once; later ones wait "
+        "refusal_flood_delay.",
+    )
+    refusal_flood_close_after = Int(
+        50, config=True,
+        help="Refusals per refusal_flood_window after which the connection is closed (code 4029).",
+    )
+    refusal_flood_delay = Float(1.0, config=True, help="Seconds a slowed connection's refusals wait.")
 
-    @validate("max_executions_per_minute", "max_concurrent_executions", "window_seconds")
+    @validate("max_executions_per_minute", "max_concurrent_executions", "window_seconds", "refusal_flood_window",
+              "refusal_flood_slow_after", "refusal_flood_close_after", "refusal_flood_delay")
     def _positive(self, proposal):
         return require_positive(proposal)
 
@@ -148,6 +162,7 @@ class Limits:
     max_concurrent_executions: int = 2
     window_seconds: float = 60.0
     max_kernels_per_user: int = 4
+    max_connections_per_user: int = 16  # kernel websockets open at once, all kernels together
     cull_idle_after: float = 3600.0  # seconds; 0: never
 
     @classmethod

@@ -9,6 +9,11 @@ way with ``InvalidExecuteRequest``: one without a msg_id, one whose msg_id is st
 running on the kernel (the kernel would run every copy), or code sent on the control
 channel (ipykernel runs it there too; no Jupyter client sends it).
 
+A connection that keeps drawing refusals is answered late, then closed with close code
+4029 and a reason (eda_gateway/refusal_flood.py). Each user holds at most
+``max_connections_per_user`` kernel websockets: one more is answered HTTP 429 with a
+JSON body before the upgrade, before any ZMQ socket is opened for it.
+
 Leases end at the ``execute_reply`` seen here (the lease keeper also ends them when
 the kernel goes idle, restarts, dies or stops). Sandbox verdicts arrive on
 ``gateway.verdicts``: a killed kernel's in-flight executions are ended here with the
@@ -21,6 +26,8 @@ import json
 
 from jupyter_client.jsonutil import json_default
 from jupyter_server._tz import utcnow
+from tornado import web
+from tornado.ioloop import IOLoop
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
     deserialize_msg_from_ws_v1,
@@ -28,9 +35,12 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
+from .refusal_flood import CLOSE_CODE as FLOOD_CLOSE_CODE
 from .verdicts import INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
+TOO_MANY_CONNECTIONS = "TooManyConnections"
+KERNEL_GONE = 1001  # websocket close code "going away"
 
 
 def ending_messages(
@@ -95,6 +105,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         self._ended: set[str] = set()  # msg_ids we ended ourselves: drop late kernel replies
         self._rewrites: dict[str, Verdict] = {}  # msg_id -> verdict of an interrupted execution
         self._unsubscribe = None
+        self._flood = None  # RefusalFlood, from the first refusal on
+        self._flooded = False
 
     @property
     def gateway(self):
@@ -107,6 +119,29 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     # --- connection life -------------------------------------------------------
 
     async def prepare(self):
+        # Counted before jupyter_server opens any ZMQ socket for us (its prepare asks
+        # for kernel_info on one); refused here, the answer is plain HTTP, before the upgrade.
+        refusal = self.gateway.connections.acquire(self.username, self, self._handler_alive)
+        if refusal is not None:
+            self.gateway.refusal_log.refused(self.username, "eda_gateway: refused a kernel connection of %s: %s",
+                                             self.username, refusal)
+            handler = self.websocket_handler
+            handler.set_status(429)
+            handler.set_header("Content-Type", "application/json")
+            handler.set_header("Retry-After", "5")
+            raise web.Finish(json.dumps({"error": TOO_MANY_CONNECTIONS, "message": refusal}))
+        try:
+            await self._prepare()
+        except BaseException:
+            self.gateway.connections.release(self)  # no websocket: no on_close will come
+            raise
+
+    def _handler_alive(self) -> bool:
+        """Still opening, or open: what holds (or will hold) ZMQ sockets."""
+        handler = self.websocket_handler
+        return not handler._finished or handler.ws_connection is not None
+
+    async def _prepare(self):
         # Opening can wait long for the kernel's first kernel_info (a kernel still
         # starting): a client on its way in is activity, not an idle kernel to cull.
         self.kernel_manager.last_activity = utcnow()
@@ -121,12 +156,27 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         connected = super().connect()
         if connected is not None and self._unsubscribe is None:
             self._unsubscribe = self.gateway.verdicts.subscribe(self.kernel_id, self._on_verdict)
+            self.gateway.kernel_manager.listeners.append(self._on_kernel_event)
         return connected
 
+    def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
+        # jupyter_server leaves a stopped kernel's websockets open: they would hold their
+        # place (and their ZMQ sockets) until the client noticed.
+        if event == "stopped" and kernel_id == self.kernel_id:
+            self.gateway.connections.release(self)
+            if self.websocket_handler.ws_connection is not None:
+                self.websocket_handler.close(KERNEL_GONE, "the kernel was shut down")
+
     def disconnect(self):
+        # however the connection ends (client gone, kernel gone, error); safe twice
+        self.gateway.connections.release(self)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+            try:
+                self.gateway.kernel_manager.listeners.remove(self._on_kernel_event)
+            except ValueError:
+                pass
         # Unanswered requests keep their leases: the kernel is still running them and
         # the lease keeper ends each when the kernel goes idle for it.
         self._inflight.clear()
@@ -137,21 +187,25 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     # --- client -> kernel --------------------------------------------------------
 
     def handle_incoming_message(self, incoming_msg) -> None:
+        if self._flooded:  # closing: nothing more from this client
+            return
         if not self.channels:
             return super().handle_incoming_message(incoming_msg)
         try:
             channel, header, msg = self._parse(incoming_msg)
         except Exception as e:  # whatever a client sends: drop it, keep the socket
-            self.log.warning("eda_gateway: dropped a malformed kernel message from %s (%s)",
-                             self.username, type(e).__name__)
+            # a line per message would let one client grow the log without bound
+            self.gateway.refusal_log.refused(self.username, "eda_gateway: dropped a malformed kernel message "
+                                             "from %s (%s)", self.username, type(e).__name__)
             return
         if channel not in self.channels:
-            self.log.warning("No such channel: %r", channel)
+            self.gateway.refusal_log.refused(self.username, "No such channel: %r", str(channel)[:64])
             return
         if header is not None:
             allowed_types = self.multi_kernel_manager.allowed_message_types
             if allowed_types and header.get("msg_type") not in allowed_types:
-                self.log.warning("Received message of type %r, which is not allowed.", header.get("msg_type"))
+                self.gateway.refusal_log.refused(self.username, "Received message of type %r, which is not allowed.",
+                                                 str(header.get("msg_type"))[:64])
                 return
             if header.get("msg_type") == "execute_request":
                 if channel != "shell":
@@ -214,23 +268,39 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         if decision.allowed:
             self._inflight[msg_id] = header
             return True
-        self.log.info(
+        self._answer_refusal(
+            ending_messages(
+                self.session, header, RATE_LIMIT_EXCEEDED, decision.message,
+                details={"reason": decision.reason, "retry_after_seconds": round(decision.retry_after_seconds, 3)},
+            ),
             "eda_gateway: refused execution of %s on kernel %s (%s, retry in %.1f s)",
-            self.username,
-            self.kernel_id,
-            decision.reason,
-            decision.retry_after_seconds,
+            self.username, self.kernel_id, decision.reason, decision.retry_after_seconds,
         )
-        self._write_all(ending_messages(
-            self.session, header, RATE_LIMIT_EXCEEDED, decision.message,
-            details={"reason": decision.reason, "retry_after_seconds": round(decision.retry_after_seconds, 3)},
-        ))
         return False
 
     def _refuse_invalid(self, header: dict, why: str, channel: str = "shell") -> None:
-        self.log.warning("eda_gateway: refused an execute_request of %s on kernel %s: %s",
-                         self.username, self.kernel_id, why)
-        self._write_all(ending_messages(self.session, header, INVALID_EXECUTE_REQUEST, why, channel))
+        self._answer_refusal(
+            ending_messages(self.session, header, INVALID_EXECUTE_REQUEST, why, channel),
+            "eda_gateway: refused an execute_request of %s on kernel %s: %s", self.username, self.kernel_id, why,
+        )
+
+    def _answer_refusal(self, messages: list[tuple[str, dict]], *log_line) -> None:
+        """Answer now, later, or close a connection that keeps drawing refusals
+        (eda_gateway/refusal_flood.py); log lines are rate-limited (eda_gateway/refusal_log.py)."""
+        self.gateway.refusal_log.refused(self.username, *log_line)
+        if self._flood is None:
+            self._flood = self.gateway.refusal_flood()
+        delay = self._flood.refused()
+        if delay is None:
+            self._flooded = True
+            self.log.warning("eda_gateway: closing a kernel connection of %s: %s", self.username,
+                             self._flood.reason())
+            self.websocket_handler.close(FLOOD_CLOSE_CODE, self._flood.reason())
+        elif delay:
+            # the messages are bounded: past close_after the connection is closed
+            IOLoop.current().call_later(delay, self._write_all, messages)
+        else:
+            self._write_all(messages)
 
     # --- kernel -> client ----------------------------------------------------------
 

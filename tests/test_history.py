@@ -155,3 +155,51 @@ def test_history_survives_restart_and_old_rows_are_purged_at_start(tmp_path):
         second.stop()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM events WHERE user = 'ancient'").fetchone() == (0,)
+
+
+def test_refusals_are_one_counted_row_per_user_and_minute(store):
+    t0 = 1_800_000_000.0  # a minute boundary
+    for i in range(2000):
+        store.record_count(h.EXECUTION_REFUSED, "alice", at=t0 + i * 0.02, kernel_id="k1",
+                           source="notebook", reason="per_minute")
+    store.record_count(h.EXECUTION_REFUSED, "alice", at=t0 + 61, kernel_id="k1", source="notebook",
+                       reason="per_minute")
+    store.flush()
+    rows = store.events(kinds=[h.EXECUTION_REFUSED])
+    assert [(r["at"], r["count"]) for r in rows] == [(t0 + 60, 1), (t0, 2000)]
+    assert store.summary(since=t0)["alice"]["refusals"] == {"per_minute": 2001}
+    series = store.series("alice", t0, t0 + 120, 60)["alice"]
+    assert [p["refusals"] for p in series] == [2000, 1]
+
+
+def test_row_cap_is_per_user_so_one_user_cannot_evict_another(tmp_path):
+    s = HistoryStore(str(tmp_path / "h.sqlite"), max_rows=10, batch_delay=0.01)
+    s.start()
+    try:
+        for i in range(5):
+            s.record_event(h.LOGIN, "bob", at=1_800_000_000.0 + i)
+        s.flush()
+        for i in range(3000):
+            s.record_event(h.EXECUTION_ADMITTED, "alice", at=1_800_001_000.0 + i)
+        s.flush()
+        assert len(s.events(user="bob", limit=100)) == 5
+        alice = s.events(user="alice", limit=100)
+        assert len(alice) == 10 and alice[-1]["at"] == 1_800_001_000.0 + 2990
+    finally:
+        s.stop()
+
+
+def test_a_database_from_before_counted_rows_is_upgraded(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, ts REAL NOT NULL, user TEXT NOT NULL, "
+                 "kind TEXT NOT NULL, kernel_id TEXT, source TEXT, reason TEXT, details TEXT)")
+    conn.execute("INSERT INTO events (ts, user, kind) VALUES (?, 'bob', 'login')", (time.time(),))
+    conn.commit()
+    conn.close()
+    s = HistoryStore(str(path), batch_delay=0.01)
+    s.start()
+    try:
+        assert s.events()[0]["count"] == 1
+    finally:
+        s.stop()

@@ -426,10 +426,13 @@ def test_a_crashed_servers_leftovers_are_cleaned_at_the_next_start(tmp_path):
         crashed.proc.wait()
         crashed._log.close()
         assert sleeper.is_running()
-        nxt = start_confined(tmp_path / f"next-{enforcement}", enforcement, NO_ISOLATION)
+        # on the crashed one's disk volumes: it also undoes the mounts the crash left
+        nxt = start_confined(tmp_path / f"next-{enforcement}", enforcement,
+                             NO_ISOLATION + f"c.EDASandbox.disk_root = {str(crashed.disk_root)!r}\n")
         try:
             wait_for(lambda: gone(sleeper), timeout=10, what="stale sleeper killed")
             assert not server_cgroups(crashed.proc.pid)
             assert "stale" in nxt.log()
         finally:
             nxt.stop()
+        assert not [m for m in open("/proc/self/mounts").read().splitlines() if str(crashed.tmp) in m]

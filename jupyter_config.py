@@ -10,7 +10,7 @@ c.EDAIdentityProvider.user_tokens = {
     # Demo tokens: replace them. A token may also be stored hashed:
     #   python -c "import hashlib,sys; print('sha256:'+hashlib.sha256(sys.argv[1].encode()).hexdigest())" TOKEN
     "alice": "alice-demo-token",
-    "bob": "bob-demo-token",
+    "bob": "bob-demo-token-0",
     "admin": "sha256:" + __import__("hashlib").sha256(b"admin-demo-token").hexdigest(),
 }
 c.EDAGateway.admin_users = {"admin"}

@@ -29,7 +29,7 @@ cat <<MSG
   eda_gateway demo on http://127.0.0.1:$PORT
   Log in as (paste the token on the login page, or open the link):
     alice  http://127.0.0.1:$PORT/lab?token=alice-demo-token
-    bob    http://127.0.0.1:$PORT/lab?token=bob-demo-token
+    bob    http://127.0.0.1:$PORT/lab?token=bob-demo-token-0
     admin  http://127.0.0.1:$PORT/lab?token=admin-demo-token
   Use one browser profile (or a private window) per user. Stop with Ctrl+C.
 

@@ -161,12 +161,12 @@ def stderr_tail(srv, n: int = 3000) -> str:
 
 
 # One server for every check: per-user limits keep them apart (bob: a spent budget,
-# carol: a small memory limit, alice: the default kernel quota and a roomy budget).
+# carol: a small memory limit, alice: a quota of 2 kernels and a roomy budget).
 # Isolation off: kernels start in ~0.5 s; confinement is tested elsewhere.
 CONFIG = """
 c.EDASandbox.isolation = "none"
 c.EDAGateway.user_limits = {
-    "alice": {"max_executions_per_minute": 100},
+    "alice": {"max_executions_per_minute": 100, "max_kernels_per_user": 2},
     "bob": {"max_executions_per_minute": 1, "window_seconds": 3600},
     "carol": {"max_memory_mb": 128, "max_executions_per_minute": 100},
 }
@@ -204,13 +204,14 @@ def test_memory_kill_reaches_the_agent_as_memory_limit_exceeded(srv, jupyter_mcp
     assert "back 1" in after.text, f"{after}\n{stderr_tail(srv)}"
 
 
-def test_ten_agent_sessions_in_a_row_run_code_and_never_hit_the_kernel_quota(srv, jupyter_mcp_server):
-    """jupyter-mcp-server leaves its kernel behind at every exit; the 5th session used
-    to meet max_kernels_per_user (4). Idle kernels are reclaimed instead."""
-    for i in range(10):
+def test_agent_sessions_in_a_row_run_code_and_never_hit_the_kernel_quota(srv, jupyter_mcp_server):
+    """jupyter-mcp-server leaves its kernel behind at every exit; with the default quota of 4
+    the 5th session used to meet max_kernels_per_user. Idle kernels are reclaimed instead
+    (alice's quota is 2 here: twice the quota in sessions, at ~8 s a session)."""
+    for i in range(4):
         (answer,) = agent_session(srv, jupyter_mcp_server, [f"print('session', {i})"])
         assert not answer.is_error and f"session {i}" in answer.text, (
-            f"agent session {i + 1} of 10: {answer}\n"
+            f"agent session {i + 1} of 4: {answer}\n"
             f"alice's kernels: {srv.get('/api/kernels').text}\n{stderr_tail(srv)}"
         )
-    assert len(srv.get("/api/kernels").json()) <= 4
+    assert len(srv.get("/api/kernels").json()) <= 2

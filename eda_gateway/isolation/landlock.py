@@ -14,6 +14,8 @@ import os
 import platform
 from collections.abc import Iterable
 
+from .libc import check, libc
+
 # Same numbers on x86_64 and aarch64 (new syscalls share one table).
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _CREATE_RULESET_VERSION = 1
@@ -38,8 +40,6 @@ WRITE = (1 << 16) - 1 & ~(MAKE_CHAR | MAKE_BLOCK | MAKE_SYM)
 BIND_TCP, CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -61,17 +61,14 @@ class LandlockError(OSError):
 
 
 def _check(result: int, what: str) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise LandlockError(err, f"landlock {what}: {os.strerror(err)}")
-    return result
+    return check(result, f"landlock {what}", LandlockError)
 
 
 def abi_version() -> int:
     """The kernel's Landlock ABI (0: not available on this kernel or architecture)."""
     if platform.machine() not in ("x86_64", "aarch64"):
         return 0
-    version = _libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    version = libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
     return max(int(version), 0)
 
 
@@ -88,7 +85,7 @@ class Ruleset:
         attr = _RulesetAttr(self.fs_rights, self.net_rights,
                             SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if self.abi >= 6 else 0)
         size = ctypes.sizeof(attr) if self.abi >= 6 else 16 if self.abi >= 4 else 8
-        self.fd = _check(_libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
+        self.fd = _check(libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
                                        ctypes.c_uint32(0)), "create_ruleset")
 
     @property
@@ -110,7 +107,7 @@ class Ruleset:
             if not os.path.isdir(f"/proc/self/fd/{fd}"):
                 rights &= FILE_RIGHTS
             attr = _PathBeneathAttr(rights, fd)
-            _check(_libc.syscall(_SYS_ADD_RULE, self.fd, _RULE_PATH_BENEATH, ctypes.byref(attr), 0), f"add_rule {path}")
+            _check(libc.syscall(_SYS_ADD_RULE, self.fd, _RULE_PATH_BENEATH, ctypes.byref(attr), 0), f"add_rule {path}")
         finally:
             os.close(fd)
         return True
@@ -121,10 +118,10 @@ class Ruleset:
         attr = _NetPortAttr(rights, 0)
         for port in ports:
             attr.port = port
-            _check(_libc.syscall(_SYS_ADD_RULE, self.fd, _RULE_NET_PORT, ctypes.byref(attr), 0), f"add_rule port {port}")
+            _check(libc.syscall(_SYS_ADD_RULE, self.fd, _RULE_NET_PORT, ctypes.byref(attr), 0), f"add_rule port {port}")
 
     def restrict(self) -> None:
         """Confine the calling thread (and what it execs) for good."""
-        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-        _check(_libc.syscall(_SYS_RESTRICT_SELF, self.fd, 0), "restrict_self")
+        _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        _check(libc.syscall(_SYS_RESTRICT_SELF, self.fd, 0), "restrict_self")
         os.close(self.fd)

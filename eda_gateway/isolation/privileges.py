@@ -15,6 +15,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from .libc import check, libc
+
 _PR_CAPBSET_READ, _PR_CAPBSET_DROP = 23, 24
 _PR_GET_SECUREBITS, _PR_SET_SECUREBITS = 27, 28
 _PR_SET_NO_NEW_PRIVS, _PR_GET_NO_NEW_PRIVS = 38, 39
@@ -29,8 +31,6 @@ _SECBIT_NO_CAP_AMBIENT_RAISE, _SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED = 1 << 6, 1 <<
 SECUREBITS = (_SECBIT_NOROOT | _SECBIT_NOROOT_LOCKED | _SECBIT_NO_SETUID_FIXUP_LOCKED | _SECBIT_KEEP_CAPS_LOCKED
               | _SECBIT_NO_CAP_AMBIENT_RAISE | _SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -41,10 +41,7 @@ class _CapData(ctypes.Structure):
 
 
 def _check(result: int, what: str) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise PermissionError(err, f"{what}: {os.strerror(err)}")
-    return result
+    return check(result, what, PermissionError)
 
 
 def last_cap() -> int:
@@ -57,37 +54,37 @@ def last_cap() -> int:
 
 def _capget() -> tuple[int, int, int]:
     header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    _check(libc.capget(ctypes.byref(header), data), "capget")
     def join(name):
         return getattr(data[0], name) | getattr(data[1], name) << 32
     return join("effective"), join("permitted"), join("inheritable")
 
 
 def bounding_set() -> list[int]:
-    return [cap for cap in range(last_cap() + 1) if _libc.prctl(_PR_CAPBSET_READ, cap, 0, 0, 0) == 1]
+    return [cap for cap in range(last_cap() + 1) if libc.prctl(_PR_CAPBSET_READ, cap, 0, 0, 0) == 1]
 
 
 def drop_bounding() -> None:
     """No exec can bring a capability back; root's exec gives none (securebits)."""
-    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if not _capget()[0] & (1 << _CAP_SETPCAP):
         return  # nothing left to drop with (bwrap dropped them); verify() says if that is enough
-    if _libc.prctl(_PR_GET_SECUREBITS, 0, 0, 0, 0) & SECUREBITS != SECUREBITS:
-        _check(_libc.prctl(_PR_SET_SECUREBITS, SECUREBITS, 0, 0, 0), "securebits")
+    if libc.prctl(_PR_GET_SECUREBITS, 0, 0, 0, 0) & SECUREBITS != SECUREBITS:
+        _check(libc.prctl(_PR_SET_SECUREBITS, SECUREBITS, 0, 0, 0), "securebits")
     for cap in bounding_set():
-        _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap} from the bounding set")
+        _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap} from the bounding set")
 
 
 def drop_all() -> None:
     """Empty the ambient, effective, permitted and inheritable sets."""
-    _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
+    _check(libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
     header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _check(libc.capset(ctypes.byref(header), data), "capset")
 
 
 def verify() -> None:
     """Raise unless the process holds no capability and cannot gain one."""
-    if _libc.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
+    if libc.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
         raise PermissionError("no_new_privs is not set")
     effective, permitted, inheritable = _capget()
     if effective or permitted or inheritable:

@@ -14,20 +14,16 @@ capabilities are dropped (mounting needs CAP_SYS_ADMIN).
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from .libc import check, libc
 
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 EXEMPT_GID = 65534  # nogroup: kernels run as root's group or their own per-user gid
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def _check(result: int, what: str) -> None:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise PermissionError(err, f"private /proc: {what}: {os.strerror(err)}")
+    check(result, f"private /proc: {what}", PermissionError)
 
 
 def available() -> str | None:
@@ -39,8 +35,8 @@ def available() -> str | None:
 
 def make_private() -> None:
     """Enter a new mount namespace whose /proc hides every process outside the kernel's reach."""
-    _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     # our mounts must not propagate back to the host's namespace
-    _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
+    _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     options = f"hidepid=invisible,gid={EXEMPT_GID}".encode()
-    _check(_libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options), "mount proc")
+    _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, options), "mount proc")

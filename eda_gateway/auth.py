@@ -182,9 +182,11 @@ class EDAIdentityProvider(IdentityProvider):
         runtime_dir = getattr(self.parent, "runtime_dir", None)
         return os.path.join(runtime_dir, REVOKED_FILE) if runtime_dir else None
 
+    _revoked_sessions: dict[str, float] | None = None  # session -> until when it is refused; loaded once
+
     def _revoked(self) -> dict[str, float]:
-        if not hasattr(self, "_revoked_sessions"):
-            self._revoked_sessions: dict[str, float] = {}
+        if self._revoked_sessions is None:
+            self._revoked_sessions = {}
             path = self._revoked_file()
             try:
                 with open(path or "") as f:

@@ -333,7 +333,6 @@ def test_connection_files_private(scenario):
 
 @pytest.mark.parametrize("choice", ["uid", "bogus"])
 def test_impossible_choice_stops_startup(tmp_path, choice):
-    from eda_gateway.isolation.layers import HostLayers
 
     if choice == "uid":
         _require(os.geteuid() == 0, "the uid layer needs a root server")

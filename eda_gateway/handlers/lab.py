@@ -17,7 +17,6 @@ otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 

@@ -1,6 +1,6 @@
 /**
- * JSON shapes of the eda_gateway REST API (see CONTRACT.md). The UI only
- * reads these; it never computes limits itself.
+ * JSON shapes of the eda_gateway REST API (eda_gateway/openapi.json,
+ * docs/rest_api.md). The UI only reads these; it never computes limits itself.
  */
 
 export type Level = 'normal' | 'medium' | 'high' | 'limited';

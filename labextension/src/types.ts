@@ -1,79 +1,68 @@
 /**
- * JSON shapes of the eda_gateway REST API (eda_gateway/openapi.json,
- * docs/rest_api.md). The UI only reads these; it never computes limits itself.
+ * Friendly names for the JSON shapes of the eda_gateway REST API. The shapes
+ * themselves are generated from eda_gateway/openapi.json into api-types.ts
+ * (`jlpm gen:types`); docs/rest_api.md explains them. The UI only reads
+ * these; it never computes limits itself.
  */
+import type * as nbformat from '@jupyterlab/nbformat';
 
-export type Level = 'normal' | 'medium' | 'high' | 'limited';
+import { components, LEVEL_THRESHOLDS } from './api-types';
+
+type Schemas = components['schemas'];
+
+export type Level = Schemas['Level'];
 
 export const LEVELS: ReadonlyArray<Level> = ['normal', 'medium', 'high', 'limited'];
 
-export interface IActiveExecution {
-  kernel_id: string;
-  source: 'notebook' | 'api' | string;
-  started_at: string;
-  duration_seconds: number;
+export { LEVEL_THRESHOLDS };
+
+/**
+ * The level of a share of a budget (0: none used, 1: all of it), with the
+ * server's thresholds. For what the server does not rate itself (per-kernel
+ * memory and CPU, concurrency); the caller's own level is `status` of
+ * rate-limit-status.
+ */
+export function levelOfShare(share: number): Level {
+  if (share >= 1) {
+    return 'limited';
+  }
+  return share < LEVEL_THRESHOLDS.medium ? 'normal' : share < LEVEL_THRESHOLDS.high ? 'medium' : 'high';
 }
 
-export interface IRateLimitStatus {
-  user: string;
-  limits: {
-    max_executions_per_minute: number;
-    window_seconds: number;
-    max_concurrent_executions: number;
-  };
-  executions_in_window: number;
-  remaining: number;
-  concurrent_executions: number;
-  retry_after_seconds: number;
-  reset_in_seconds: number;
-  status: Level | string;
-  active_executions: IActiveExecution[];
-  session: { started_at: string | null; duration_seconds: number } | null;
-}
+/**
+ * rate-limit-status. `status` is widened to any word: a newer server may send
+ * a level this UI does not know (levelOf in model.ts falls back to counts).
+ */
+export type IRateLimitStatus = Omit<Schemas['RateLimitStatus'], 'status'> & { status: Level | string };
 
-export interface IKernelStats {
-  kernel_id: string;
-  user: string;
-  pid: number | null;
-  memory_bytes: number;
-  cpu_percent: number;
-  execution_state: string;
-  limits: { memory_bytes: number; cpu_percent: number; execution_seconds: number };
-}
+export type IActiveExecution = Schemas['RateLimitStatus']['active_executions'][number];
 
-export interface ISystemStats {
-  cpu: { percent: number; count: number };
-  memory: { total: number; used: number; available: number; percent: number };
-  active_users: number;
-  active_kernels: number;
-  active_executions: number;
-  enforcement: string;
-  sampled_at: string;
-  kernels: IKernelStats[];
-}
+export type ISystemStats = Schemas['SystemStats'];
 
-export interface IDataset {
-  id: string;
-  description?: string;
-}
+export type IKernelStats = ISystemStats['kernels'][number];
+
+export type IDataset = Schemas['DatasetList']['datasets'][number];
+
+/** The 429 body of execute-custom-code. */
+export type IRateLimited = Schemas['RateLimited'];
 
 /** nbformat v4 output, kept loose: rendermime validates what it renders. */
-export type NbOutput = import("@jupyterlab/nbformat").IOutput;
+export type NbOutput = nbformat.IOutput;
 
-export interface IExecuteResult {
-  status: 'ok' | 'error';
-  execution_count: number | null;
-  outputs: NbOutput[];
-  error: { ename: string; evalue: string; traceback: string[] } | null;
-  duration_seconds: number;
-  kernel_id: string;
-}
+export type IExecuteResult = Omit<Schemas['ExecuteResult'], 'outputs'> & { outputs: NbOutput[] };
+
+/** `metadata.eda_gateway` of the messages that end a refused or stopped execution. */
+export type IVerdictMetadata = Schemas['VerdictMetadata'];
 
 /** A refusal or stop the server reported for one execution. */
 export interface IVerdict {
   ename: 'RateLimitExceeded' | 'ExecutionTimeout' | 'MemoryLimitExceeded' | string;
   evalue: string;
   kernelId?: string;
+  /** Which limit refused it (`RateLimited.reason`), when the server said. */
+  reason?: string;
+  /** Seconds until the budget admits an execution again, when the server said. */
+  retryAfterSeconds?: number;
   /** Identifies the execution so one verdict is reported once. */
   key: string;
 }

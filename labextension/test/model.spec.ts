@@ -24,6 +24,7 @@ function status(overrides: Partial<IRateLimitStatus> = {}): IRateLimitStatus {
       { kernel_id: 'k1', source: 'notebook', started_at: '2026-11-28T01:02:03Z', duration_seconds: 2.5 }
     ],
     session: { started_at: '2026-11-28T00:40:00Z', duration_seconds: 1380 },
+    disk: null,
     ...overrides
   };
 }

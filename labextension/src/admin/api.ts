@@ -1,61 +1,21 @@
-/** The admin endpoints (docs/admin.md): who uses what now, and usage over time. */
+/**
+ * The admin endpoints (docs/admin.md): who uses what now, and usage over time.
+ * Their shapes are generated from eda_gateway/openapi.json (../api-types.ts).
+ */
 import { requestAPI } from '../api';
+import { components } from '../api-types';
 
-export interface IAdminKernel {
-  kernel_id: string;
-  name: string | null;
-  execution_state: string | null;
-  connections: number;
-  last_activity: string | null;
-  memory_bytes: number | null;
-  cpu_percent: number | null;
-}
+type Schemas = components['schemas'];
 
-export interface IAdminUser {
-  user: string;
-  admin: boolean;
-  groups: string[];
-  kernels: IAdminKernel[];
-  kernel_count: number;
-  memory_bytes: number | null;
-  cpu_percent: number | null;
-  executions_in_window: number;
-  concurrent_executions: number;
-  status: string;
-  executions: number;
-  refusals: Record<string, number>;
-  verdicts: Record<string, number>;
-  last_activity: string | null;
-  limits: Record<string, number>;
-}
+export type IAdminUsers = Schemas['AdminUsers'];
 
-export interface IAdminUsers {
-  since: string;
-  until: string;
-  users: IAdminUser[];
-}
+export type IAdminUser = IAdminUsers['users'][number];
 
-export interface IHistoryPoint {
-  start: string;
-  executions: number;
-  refusals: number;
-  verdicts: number;
-  peak_memory_bytes: number | null;
-  cpu_percent: number | null;
-  peak_cpu_percent: number | null;
-  kernels: number | null;
-}
+export type IAdminKernel = IAdminUser['kernels'][number];
 
-export interface IHistory {
-  since: string;
-  until: string;
-  bucket_seconds: number;
-  users: Array<{
-    user: string;
-    totals: { executions: number; refusals: Record<string, number>; verdicts: Record<string, number> };
-    points: IHistoryPoint[];
-  }>;
-}
+export type IHistory = Schemas['History'];
+
+export type IHistoryPoint = IHistory['users'][number]['points'][number];
 
 export function fetchAdminUsers(): Promise<IAdminUsers> {
   return requestAPI<IAdminUsers>('admin/users');

@@ -17,10 +17,7 @@ const target = process.argv[2] ?? fileURLToPath(new URL('../src/api-types.ts', h
 
 const document = JSON.parse(readFileSync(documentUrl, 'utf-8'));
 const thresholds = document.components?.schemas?.Level?.['x-thresholds'];
-if (
-  !thresholds ||
-  !(typeof thresholds.medium === 'number' && typeof thresholds.high === 'number')
-) {
+if (!thresholds || !(typeof thresholds.medium === 'number' && typeof thresholds.high === 'number')) {
   throw new Error('openapi.json: components.schemas.Level needs x-thresholds {medium, high}');
 }
 

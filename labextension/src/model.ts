@@ -10,14 +10,7 @@ import { Debouncer, Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 import { IDisposable } from '@lumino/disposable';
 
-import {
-  IActiveExecution,
-  IRateLimitStatus,
-  ISystemStats,
-  IVerdict,
-  Level,
-  LEVELS
-} from './types';
+import { IActiveExecution, IRateLimitStatus, ISystemStats, IVerdict, Level, LEVELS } from './types';
 
 /** Fetch JSON from the eda_gateway API; `path` is relative to the API prefix. */
 export type FetchJSON = <T>(path: string) => Promise<T>;
@@ -52,8 +45,7 @@ export function levelOf(status: IRateLimitStatus): Level {
   if ((LEVELS as string[]).includes(status.status)) {
     return status.status as Level;
   }
-  const { max_executions_per_minute: max, max_concurrent_executions: maxConc } =
-    status.limits;
+  const { max_executions_per_minute: max, max_concurrent_executions: maxConc } = status.limits;
   if (
     status.remaining <= 0 ||
     status.retry_after_seconds > 0 ||
@@ -119,10 +111,7 @@ export class ResourceModel implements IDisposable {
       name: 'eda-gateway:resource-model',
       standby: isHidden ? () => (isHidden() ? true : 'never') : 'when-hidden'
     });
-    this._soon = new Debouncer(
-      () => this._poll.refresh(),
-      options.refreshDelayMs ?? 250
-    );
+    this._soon = new Debouncer(() => this._poll.refresh(), options.refreshDelayMs ?? 250);
     if (this._channel) {
       this._channel.onmessage = event => this._receive(event.data as ChannelMessage);
     }

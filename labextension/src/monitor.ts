@@ -51,14 +51,7 @@ export class ResourceMonitor extends TickingModelWidget {
       role: 'alert'
     });
     this._error = h('div', { class: 'eda-Monitor-error', 'data-testid': 'eda-error', role: 'alert' });
-    this.node.append(
-      header,
-      this._executions.node,
-      this._concurrent.node,
-      this._remaining,
-      this._retry,
-      this._error
-    );
+    this.node.append(header, this._executions.node, this._concurrent.node, this._remaining, this._retry, this._error);
 
     if (!this._compact) {
       this._active = h('ul', { class: 'eda-List', 'data-testid': 'eda-active-executions' });
@@ -77,12 +70,7 @@ export class ResourceMonitor extends TickingModelWidget {
         this._system
       );
       this._details.open = true;
-      this.node.append(
-        h('h3', {}, 'Active executions'),
-        this._active,
-        this._session,
-        this._details
-      );
+      this.node.append(h('h3', {}, 'Active executions'), this._active, this._session, this._details);
       if (options.openRunner) {
         const runner = h('button', { class: 'eda-Button', type: 'button' }, 'Open EDA Runner');
         runner.addEventListener('click', options.openRunner);
@@ -117,8 +105,7 @@ export class ResourceMonitor extends TickingModelWidget {
     this._badge.dataset.level = level;
     this.node.dataset.level = level;
 
-    const { max_executions_per_minute: max, max_concurrent_executions: maxConc, window_seconds } =
-      status.limits;
+    const { max_executions_per_minute: max, max_concurrent_executions: maxConc, window_seconds } = status.limits;
     this._executions.update(
       status.executions_in_window,
       max,
@@ -181,9 +168,7 @@ export class ResourceMonitor extends TickingModelWidget {
     const mine = kernels.filter(k => k.user === me);
     const others = kernels.filter(k => k.user !== me);
     const rows = mine.map(k => kernelRow(k, false));
-    this._kernels!.replaceChildren(
-      ...(rows.length ? rows : [h('div', { class: 'eda-Empty' }, 'No kernels running')])
-    );
+    this._kernels!.replaceChildren(...(rows.length ? rows : [h('div', { class: 'eda-Empty' }, 'No kernels running')]));
     // Only admins are sent other users' kernels: show them per user.
     if (!others.length) {
       this._users!.replaceChildren();
@@ -241,9 +226,7 @@ export class ResourceMonitor extends TickingModelWidget {
       ['Enforcement', stats.enforcement],
       ['Updated', new Date(this._model.takenAt).toLocaleTimeString()]
     ];
-    this._system!.replaceChildren(
-      ...items.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)])
-    );
+    this._system!.replaceChildren(...items.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)]));
   }
 
   private _model: ResourceModel;

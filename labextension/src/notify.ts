@@ -11,10 +11,7 @@ import { IVerdict } from './types';
 const RETRY_SECONDS = /(?:retry|wait|again)\D{0,12}?(\d+(?:\.\d+)?)\s*(?:s\b|sec)/i;
 
 /** The text of a notification for one verdict (kept short: toasts are small). */
-export function verdictMessage(
-  verdict: IVerdict,
-  retryIn = 0
-): { message: string; type: Notification.TypeOptions } {
+export function verdictMessage(verdict: IVerdict, retryIn = 0): { message: string; type: Notification.TypeOptions } {
   const detail = verdict.evalue ? ` ${verdict.evalue}` : '';
   switch (verdict.ename) {
     case 'RateLimitExceeded': {
@@ -44,11 +41,7 @@ export function verdictMessage(
   }
 }
 
-export function notifyVerdicts(
-  model: ResourceModel,
-  enabled: () => boolean,
-  openMonitor: () => void
-): void {
+export function notifyVerdicts(model: ResourceModel, enabled: () => boolean, openMonitor: () => void): void {
   model.verdictReported.connect((_, verdict) => {
     if (!enabled()) {
       return;

@@ -21,6 +21,9 @@ export interface IRunnerOptions {
   editorServices: IEditorServices;
 }
 
+/** Numbers the panels' element ids, so two runners' labels stay distinct. */
+let runnerCount = 0;
+
 export class RunnerPanel extends Panel {
   constructor(options: IRunnerOptions) {
     super();
@@ -33,10 +36,14 @@ export class RunnerPanel extends Panel {
     this._select = h('select', {
       class: 'eda-Select',
       'data-testid': 'eda-runner-dataset',
-      id: `eda-runner-dataset-${Private.count++}`
+      id: `eda-runner-dataset-${runnerCount++}`
     });
     this._select.addEventListener('change', () => this._updateButton());
-    this._run = h('button', { class: 'eda-Button eda-Button-primary', type: 'button', 'data-testid': 'eda-runner-run' }, 'Run');
+    this._run = h(
+      'button',
+      { class: 'eda-Button eda-Button-primary', type: 'button', 'data-testid': 'eda-runner-run' },
+      'Run'
+    );
     this._run.addEventListener('click', () => void this.run());
     this._status = h('div', { class: 'eda-Runner-status', 'data-testid': 'eda-runner-status', role: 'status' });
     this._description = h('div', { class: 'eda-Runner-description' });
@@ -114,9 +121,7 @@ export class RunnerPanel extends Panel {
       this._setStatus(`Could not list your datasets: ${(error as Error).message}`, 'error');
     }
     const previous = this._select.value;
-    this._select.replaceChildren(
-      ...this._datasets.map(d => h('option', { value: d.id }, d.id))
-    );
+    this._select.replaceChildren(...this._datasets.map(d => h('option', { value: d.id }, d.id)));
     if (this._datasets.some(d => d.id === previous)) {
       this._select.value = previous;
     }
@@ -193,7 +198,10 @@ export class RunnerPanel extends Panel {
     this._editor.editor.focus();
   }
 
-  private _showOutputs(outputs: nbformat.IOutput[], error: { ename: string; evalue: string; traceback: string[] } | null): void {
+  private _showOutputs(
+    outputs: nbformat.IOutput[],
+    error: { ename: string; evalue: string; traceback: string[] } | null
+  ): void {
     const model = this._outputs.model;
     model.clear();
     for (const output of outputs) {
@@ -258,8 +266,4 @@ export class RunnerPanel extends Panel {
   private _running = false;
   private _retryUntil = 0;
   private _ticker: ReturnType<typeof setInterval> | undefined = undefined;
-}
-
-namespace Private {
-  export let count = 0;
 }

@@ -173,7 +173,11 @@ export class AdminDashboard extends Widget {
     const list = h('ul', { class: 'eda-Admin-kernels' });
     for (const k of kernels) {
       const act = (label: string, run: () => Promise<unknown>, confirm = false): HTMLElement => {
-        const button = h('button', { class: 'eda-Button eda-Admin-action', type: 'button', 'data-action': label }, label);
+        const button = h(
+          'button',
+          { class: 'eda-Button eda-Admin-action', type: 'button', 'data-action': label },
+          label
+        );
         button.addEventListener('click', async () => {
           if (confirm) {
             const answer = await showDialog({

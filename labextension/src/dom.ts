@@ -1,4 +1,5 @@
 /** Tiny DOM helpers: the widgets build plain elements once and update text. */
+import { Level, levelOfShare } from './types';
 
 export function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -55,8 +56,7 @@ export class Meter {
   private _bar: HTMLElement;
 }
 
-/** normal/medium/high by share used; used by per-kernel meters. */
-export function shareLevel(value: number, max: number): string {
-  const used = max > 0 ? value / max : 0;
-  return used < 0.5 ? 'normal' : used < 0.8 ? 'medium' : used < 1 ? 'high' : 'limited';
+/** The level of `value` out of `max` (server thresholds, types.ts); used by per-kernel meters. */
+export function shareLevel(value: number, max: number): Level {
+  return levelOfShare(max > 0 ? value / max : 0);
 }

@@ -10,7 +10,7 @@ import { Debouncer, Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 import { IDisposable } from '@lumino/disposable';
 
-import { IActiveExecution, IRateLimitStatus, ISystemStats, IVerdict, Level, LEVELS } from './types';
+import { IActiveExecution, IRateLimitStatus, ISystemStats, IVerdict, Level, LEVELS, levelOfShare } from './types';
 
 /** Fetch JSON from the eda_gateway API; `path` is relative to the API prefix. */
 export type FetchJSON = <T>(path: string) => Promise<T>;
@@ -53,8 +53,9 @@ export function levelOf(status: IRateLimitStatus): Level {
   ) {
     return 'limited';
   }
-  const used = max > 0 ? status.executions_in_window / max : 0;
-  return used < 0.5 ? 'normal' : used < 0.8 ? 'medium' : 'high';
+  // below the limit here, so at most 'high'
+  const level = levelOfShare(max > 0 ? status.executions_in_window / max : 0);
+  return level === 'limited' ? 'high' : level;
 }
 
 /** "1 h 02 min", "3 min 05 s", "41 s": short, and readable by a screen reader. */

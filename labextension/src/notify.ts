@@ -4,22 +4,29 @@
  */
 import { Notification } from '@jupyterlab/apputils';
 
-import { formatDuration, ResourceModel } from './model';
+import { ResourceModel } from './model';
+import { limitWords, Limits, retryWords } from './refusal';
 import { IVerdict } from './types';
 
-/** "retry in 12 s", "wait 12 seconds", "try again in 12s". */
-const RETRY_SECONDS = /(?:retry|wait|again)\D{0,12}?(\d+(?:\.\d+)?)\s*(?:s\b|sec)/i;
-
-/** The text of a notification for one verdict (kept short: toasts are small). */
-export function verdictMessage(verdict: IVerdict, retryIn = 0): { message: string; type: Notification.TypeOptions } {
+/**
+ * The text of a notification for one verdict (kept short: toasts are small).
+ * `retryIn` (the last snapshot's wait) and `limits` fill in what the verdict
+ * itself does not carry.
+ */
+export function verdictMessage(
+  verdict: IVerdict,
+  retryIn = 0,
+  limits: Limits | null = null
+): { message: string; type: Notification.TypeOptions } {
   const detail = verdict.evalue ? ` ${verdict.evalue}` : '';
   switch (verdict.ename) {
     case 'RateLimitExceeded': {
-      // The server's words say when; our last snapshot is the fallback.
-      const match = RETRY_SECONDS.exec(verdict.evalue);
-      const seconds = match ? Number(match[1]) : retryIn;
-      const when = match || seconds <= 0 ? '' : ` Retry in ${formatDuration(Math.ceil(seconds))}.`;
-      return { message: `Execution refused: rate limit reached.${detail}${when}`, type: 'warning' };
+      const seconds = verdict.retryAfterSeconds ?? (retryIn > 0 ? retryIn : null);
+      const when = seconds === null ? '' : ` ${retryWords(seconds)}`;
+      const which = limitWords(verdict.reason, limits);
+      // the cell's output keeps the server's own words
+      const why = which === null ? `.${detail}` : ` (${which}).`;
+      return { message: `Execution refused: rate limit reached${why}${when}`, type: 'warning' };
     }
     case 'ExecutionTimeout':
       return {
@@ -46,7 +53,7 @@ export function notifyVerdicts(model: ResourceModel, enabled: () => boolean, ope
     if (!enabled()) {
       return;
     }
-    const { message, type } = verdictMessage(verdict, model.retryIn());
+    const { message, type } = verdictMessage(verdict, model.retryIn(), model.status?.limits ?? null);
     Notification.emit(message, type, {
       autoClose: 10000,
       actions: [{ label: 'Resource Monitor', callback: openMonitor }]

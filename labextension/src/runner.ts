@@ -13,7 +13,8 @@ import { ApiError, executeCustomCode, listDatasets } from './api';
 import { h } from './dom';
 import { formatDuration, ResourceModel } from './model';
 import { ResourceMonitor } from './monitor';
-import { IDataset, VERDICT_NAMES } from './types';
+import { limitWords } from './refusal';
+import { IDataset, IRateLimited, VERDICT_NAMES } from './types';
 
 export interface IRunnerOptions {
   model: ResourceModel;
@@ -166,14 +167,14 @@ export class RunnerPanel extends Panel {
       }
     } catch (error) {
       if (error instanceof ApiError && error.httpStatus === 429) {
-        const retry = Math.max(1, error.retryAfterSeconds ?? 1);
+        // Retry-After (whole seconds) or the body's retry_after_seconds: fields, never the message's words
+        const retry = Math.ceil(Math.max(1, error.retryAfterSeconds ?? 1));
         this._retryUntil = Date.now() + retry * 1000;
-        // the server's message usually says when; add it only if it does not
-        const when = /\d+\s*s\b/.test(error.message) ? '' : ` Retry in ${retry} s.`;
-        this._setStatus(
-          `Refused (${String(error.body.reason ?? 'rate limit').replace('_', ' ')}): ${error.message}${when}`,
-          'limited'
-        );
+        const body = error.body as Partial<IRateLimited>;
+        const which = limitWords(body.reason, this._model.status?.limits ?? null);
+        // seconds, like the Run button's "wait N s"
+        const why = which === null ? error.message : `${which}.`;
+        this._setStatus(`Refused: ${why} Retry in ${retry} s.`, 'limited');
       } else {
         this._setStatus(`Could not run: ${(error as Error).message}`, 'error');
       }

@@ -7,7 +7,7 @@ import { ISessionContext } from '@jupyterlab/apputils';
 import { KernelMessage } from '@jupyterlab/services';
 
 import { ResourceModel } from './model';
-import { VERDICT_NAMES } from './types';
+import { IVerdict, IVerdictMetadata, VERDICT_NAMES } from './types';
 
 /** Anything with a session context: notebook panels, console panels. */
 export interface ISessionWidgetTracker {
@@ -38,6 +38,7 @@ export function watchSessionContext(model: ResourceModel, context: ISessionConte
           ename: content.ename,
           evalue: content.evalue,
           kernelId: context.session?.kernel?.id,
+          ...verdictDetails(msg.metadata),
           key: `${parent.msg_id ?? msg.header.msg_id}:${content.ename}`
         });
       }
@@ -45,4 +46,20 @@ export function watchSessionContext(model: ResourceModel, context: ISessionConte
   };
   context.iopubMessage.connect(onMessage);
   context.disposed.connect(() => context.iopubMessage.disconnect(onMessage));
+}
+
+/**
+ * What the server put in the error's `metadata.eda_gateway` (openapi.json,
+ * VerdictMetadata): numbers travel there, never only in `evalue`'s words.
+ */
+export function verdictDetails(metadata: unknown): Pick<IVerdict, 'reason' | 'retryAfterSeconds'> {
+  const details = (metadata as { eda_gateway?: Partial<IVerdictMetadata> } | null)?.eda_gateway;
+  const found: Pick<IVerdict, 'reason' | 'retryAfterSeconds'> = {};
+  if (typeof details?.reason === 'string') {
+    found.reason = details.reason;
+  }
+  if (typeof details?.retry_after_seconds === 'number' && Number.isFinite(details.retry_after_seconds)) {
+    found.retryAfterSeconds = Math.max(0, details.retry_after_seconds);
+  }
+  return found;
 }

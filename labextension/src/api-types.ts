@@ -416,7 +416,7 @@ export interface components {
             limit_seconds?: number;
             /** @description For memory verdicts: the limit that was passed. */
             limit_bytes?: number;
-            /** @description What the sandbox did: `interrupted`, `killed`, `refused`, `ended`. */
+            /** @description What the sandbox did, e.g. `interrupted`, `killed`, `refused`. */
             action?: string;
         } & {
             [key: string]: unknown;

@@ -162,7 +162,7 @@ export class RunnerPanel extends Panel {
     } catch (error) {
       if (error instanceof ApiError && error.httpStatus === 429) {
         const retry = Math.max(1, error.retryAfterSeconds ?? 1);
-        this._retryUntil = Date.now() + retry * 1000;
+        this._retryUntil = this._model.now() + retry * 1000;
         // the server's message usually says when; add it only if it does not
         const when = /\d+\s*s\b/.test(error.message) ? '' : ` Retry in ${retry} s.`;
         this._setStatus(
@@ -206,7 +206,7 @@ export class RunnerPanel extends Panel {
 
   /** Seconds to wait before running, or null when Run may be pressed. */
   private _waitSeconds(): number | null {
-    const local = Math.max(0, (this._retryUntil - Date.now()) / 1000);
+    const local = Math.max(0, (this._retryUntil - this._model.now()) / 1000);
     if (local > 0) {
       return local;
     }

@@ -109,12 +109,24 @@ export class FakeClock {
       this.ms += d;
       await jest.advanceTimersByTimeAsync(d);
     }
+    await settle();
     MessageLoop.flush();
   }
 
   uninstall(): void {
     jest.clearAllTimers();
     jest.useRealTimers();
+  }
+}
+
+/**
+ * Run the zero-delay timers that promises chain (a poll's start, then its
+ * fetch). Fake timers make a zero delay set during a tick 1 ms, so this moves
+ * the timers (not the model's clock) by a few ms.
+ */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    await jest.advanceTimersByTimeAsync(1);
   }
 }
 
@@ -132,12 +144,8 @@ export function makeModel(server: FakeServer, clock: FakeClock): ResourceModel {
 
 /** Fetch now and let the widgets render what came. */
 export async function refreshed(model: ResourceModel): Promise<void> {
-  let settled = false;
-  const done = model.refresh().then(() => (settled = true));
-  // the poll schedules its fetch on a zero-delay timer: run timers until it is in
-  for (let i = 0; !settled && i < 100; i++) {
-    await jest.advanceTimersByTimeAsync(0);
-  }
+  const done = model.refresh();
+  await settle();
   await done;
   MessageLoop.flush();
 }

@@ -1,8 +1,10 @@
 """The JupyterLab extension: its jest unit tests pass, and the package installs it.
 
-The jest suite (labextension/test/*.spec.ts) tests the shared model: levels,
-countdowns, refresh on execution, polling, cross-tab messages. It runs here
-so the one test command (scripts/test.sh -> pytest) covers it.
+The jest suite (labextension/test/*.spec.ts) tests the shared model (levels,
+countdowns, refresh on execution, polling, cross-tab messages) in node, and the
+widgets (status bar, Resource Monitor, EDA Runner, admin dashboard) rendered
+into jsdom, with time moved by a fake clock that the model and timers share.
+It runs here so the one test command (scripts/test.sh -> pytest) covers it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def test_model_unit_tests_pass():
     need("node")
     jlpm = need("jlpm")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", CI="true")
-    if not (EXT / "node_modules" / "jest").exists():
+    # every devDependency the tests need: a node_modules from before jsdom is stale
+    if not all((EXT / "node_modules" / p).exists() for p in ("jest", "jest-environment-jsdom")):
         subprocess.run([jlpm, "install"], cwd=EXT, env=env, check=True, timeout=600)
     done = subprocess.run(
         [jlpm, "jest", "--ci", "--colors=false"], cwd=EXT, env=env, capture_output=True, text=True, timeout=300

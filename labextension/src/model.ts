@@ -118,6 +118,15 @@ export class ResourceModel implements IDisposable {
     }
   }
 
+  /**
+   * The model's wall clock in ms. Widgets read time here, never from
+   * `Date.now()`, so countdowns they show agree with the model (and tests can
+   * move one clock for both).
+   */
+  now(): number {
+    return this._now();
+  }
+
   /** Start polling (the first fetch happens at once). */
   start(): Promise<void> {
     return this._poll.start();

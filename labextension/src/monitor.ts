@@ -91,7 +91,7 @@ export class ResourceMonitor extends TickingModelWidget {
   private _render(): void {
     const model = this._model;
     const status = model.status;
-    const now = Date.now();
+    const now = model.now();
     this._error.textContent = model.error ? `Monitoring problem: ${model.error}` : '';
     this._error.hidden = !model.error;
     if (!status) {

@@ -169,7 +169,7 @@ export class RunnerPanel extends Panel {
       if (error instanceof ApiError && error.httpStatus === 429) {
         // Retry-After (whole seconds) or the body's retry_after_seconds: fields, never the message's words
         const retry = Math.ceil(Math.max(1, error.retryAfterSeconds ?? 1));
-        this._retryUntil = Date.now() + retry * 1000;
+        this._retryUntil = this._model.now() + retry * 1000;
         const body = error.body as Partial<IRateLimited>;
         const which = limitWords(body.reason, this._model.status?.limits ?? null);
         // seconds, like the Run button's "wait N s"
@@ -215,7 +215,7 @@ export class RunnerPanel extends Panel {
 
   /** Seconds to wait before running, or null when Run may be pressed. */
   private _waitSeconds(): number | null {
-    const local = Math.max(0, (this._retryUntil - Date.now()) / 1000);
+    const local = Math.max(0, (this._retryUntil - this._model.now()) / 1000);
     if (local > 0) {
       return local;
     }

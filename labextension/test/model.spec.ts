@@ -1,4 +1,6 @@
 /**
+ * @jest-environment node
+ *
  * Unit tests of the shared model: levels, countdowns, refresh on execution,
  * polling (standby, back-off), and cross-tab messages over a real
  * BroadcastChannel (Node's, the same API browsers have).

@@ -1,4 +1,6 @@
 /**
+ * @jest-environment node
+ *
  * The notification text says what happened and when to retry.
  * (@jupyterlab/apputils is ESM; only the pure text function is tested here,
  * the toast itself is checked in the browser tests.)

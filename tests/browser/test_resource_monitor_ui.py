@@ -1,115 +1,47 @@
 """The JupyterLab extension in real chromium against a real `jupyter lab`.
 
-One server with small limits (3 executions per 600 s window, 2 concurrent) serves
-alice (notebook side) and bob (EDA Runner side), so their budgets do not mix.
-Tests of one user build on each other in file order: counts only go up inside
-the 600 s window (with 60 s, a slow first run aged out on a loaded CI host).
-The poll interval is set to 600 s in the user settings, so every update seen
-here comes from kernel activity, not from polling.
+Each test is one fresh user on the shared server (tests/browser/conftest.py:
+3 executions per 60 s, 2 concurrent), so it starts from an empty budget and
+passes alone or in any order. The poll interval is 600 s in the user settings:
+every update seen here comes from kernel activity, or from the page's fake
+clock that the test moves (Playwright's clock), never from waiting.
 Screenshots go to test-results/screenshots/ (EDA_UPDATE_SCREENSHOTS=1 also
 copies them to docs/images/ for the README).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from lab_ui import LIMIT, pause_clock, run_command, screenshot
 from playwright.sync_api import Page, expect
 
-from harness import TOKENS, GatewayServer
-from lab_build import checkout_labextension_env
+pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-results" / "screenshots"
-DOC_IMAGES = ROOT / "docs" / "images"
-LIMIT = 3
-
-EXTRA_CONFIG = """
-c.EDARateLimiter.max_executions_per_minute = {limit}
-c.EDARateLimiter.window_seconds = 600  # counts only go up while the module runs, however slow the host
-c.EDARateLimiter.max_concurrent_executions = 2
-c.EDASandbox.max_execution_time = 30
-c.EDASandbox.max_memory_mb = 512
-c.EDAGateway.datasets = {{"demo": {{"path": {csv!r}, "users": ["bob"], "description": "Three rows of demo sales"}}}}
-c.LabApp.user_settings_dir = {settings!r}
-c.LabApp.workspaces_dir = {workspaces!r}
-"""
+NOTEBOOK = {
+    "type": "notebook",
+    "content": {
+        "cells": [],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    },
+}
+# A cell that stays busy until the test interrupts it (the sandbox's limit is 300 s).
+BUSY = "import time; time.sleep(240)"
+STATUS_REQUESTS = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
 
 
-def screenshot(target, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / name
-    target.screenshot(path=str(path))
-    if os.environ.get("EDA_UPDATE_SCREENSHOTS") == "1":
-        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOC_IMAGES / name)
-    return path
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lab")
-    csv = tmp / "demo.csv"
-    csv.write_text("day,sales\n1,10\n2,20\n3,30\n")
-    settings = tmp / "lab-settings"
-    for user in TOKENS:  # JupyterLab settings are per user: <user_settings_dir>/<user_id>/
-        mine = settings / user
-        (mine / "eda-gateway").mkdir(parents=True)
-        # 600 s: an update within the test's waits cannot come from the poll
-        (mine / "eda-gateway" / "model.jupyterlab-settings").write_text(json.dumps({"refreshInterval": 600}))
-        # no "get Jupyter news?" toast over the screenshots
-        (mine / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-        (mine / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false"})
-        )
-    env = checkout_labextension_env(tmp)
-    srv = GatewayServer(
-        tmp,
-        env=env,
-        extra_config=EXTRA_CONFIG.format(
-            limit=LIMIT, csv=str(csv), settings=str(settings), workspaces=str(tmp / "lab-workspaces")
-        ),
-        command=[sys.executable, "-m", "jupyterlab"],
-    )
-    srv.start(timeout=120)
-    yield srv
-    srv.stop()
-
-
-def open_lab(browser, lab: GatewayServer, user: str, path: str = "/lab") -> Page:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(f"{lab.base_url}{path}?token={TOKENS[user]}")
-    page.wait_for_selector("#jupyterlab-splash", state="detached")
-    return page
-
-
-@pytest.fixture(scope="module")
-def alice(browser, lab):
-    notebook = {
-        "type": "notebook",
-        "content": {
-            "cells": [],
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        },
-    }
-    r = lab.put("/api/contents/monitor.ipynb", "alice", json=notebook)
+@pytest.fixture
+def notebook(lab, open_lab, fresh_user):
+    """A fresh user's notebook, its kernel up and connected."""
+    name = f"{fresh_user}.ipynb"
+    r = lab.put(f"/api/contents/{name}", fresh_user, json=NOTEBOOK)
     assert r.status_code in (200, 201), r.text
-    page = open_lab(browser, lab, "alice", "/lab/tree/monitor.ipynb")
-    # the kernel is up and connected when the status bar says so
+    page = open_lab(fresh_user, f"/lab/tree/{name}")
     expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
-    yield page
-    page.context.close()
+    return page
 
 
 def status_item(page: Page):
@@ -124,117 +56,145 @@ def run_cell(page: Page, code: str) -> None:
     page.keyboard.press("Shift+Enter")
 
 
-def test_status_bar_shows_the_limits(alice: Page):
-    item = status_item(alice)
+def shown_seconds(locator) -> int:
+    """The seconds in a text like "12 s", "1 min 05 s" or "Run (wait 12 s)"."""
+    found = re.search(r"(?:(\d+) min )?(\d+) s\b", locator.inner_text())
+    return int(found.group(1) or 0) * 60 + int(found.group(2))
+
+
+def interrupt_kernels(lab, user: str) -> None:
+    for kernel in lab.get("/api/kernels", user).json():
+        r = lab.post(f"/api/kernels/{kernel['id']}/interrupt", user)
+        assert r.status_code == 204, r.text
+
+
+def test_status_bar_shows_the_limits(notebook: Page):
+    item = status_item(notebook)
     expect(item).to_contain_text(f"Exec 0/{LIMIT}")
     expect(item).to_contain_text("Running 0/2")
     expect(item).to_contain_text("Normal")  # the level as a word, not only a colour
     expect(item).to_have_attribute("data-level", "normal")
-    screenshot(alice.locator(".jp-StatusBar-Widget"), "status-bar.png")
+    screenshot(notebook.locator(".jp-StatusBar-Widget"), "status-bar.png")
 
 
-def test_running_a_cell_updates_counts_without_waiting_for_the_poll(alice: Page):
-    run_cell(alice, "1+1")
-    expect(alice.locator(".jp-OutputArea-output").first).to_contain_text("2")
-    # poll interval is 600 s: this comes from the kernel's busy/idle
-    expect(status_item(alice)).to_contain_text(f"Exec 1/{LIMIT}", timeout=10_000)
+def test_running_a_cell_updates_counts_without_waiting_for_the_poll(notebook: Page):
+    expect(status_item(notebook)).to_contain_text(f"Exec 0/{LIMIT}")
+    run_cell(notebook, "1+1")
+    expect(notebook.locator(".jp-OutputArea-output").first).to_contain_text("2")
+    # the poll interval is 600 s and the clock did not move: this comes from the kernel's busy/idle
+    expect(status_item(notebook)).to_contain_text(f"Exec 1/{LIMIT}", timeout=10_000)
 
 
-def test_sidebar_lists_the_active_execution_with_a_growing_duration(alice: Page):
-    run_cell(alice, "import time; time.sleep(15)")
+def test_sidebar_lists_the_active_execution_with_a_growing_duration(notebook: Page, lab, fresh_user):
+    run_cell(notebook, BUSY)
     # keyboard: the status bar item is a button that opens the dashboard
-    status_item(alice).focus()
-    alice.keyboard.press("Enter")
-    monitor = alice.locator("#eda-resource-monitor")
+    status_item(notebook).focus()
+    notebook.keyboard.press("Enter")
+    monitor = notebook.locator("#eda-resource-monitor")
     expect(monitor).to_be_visible()
     row = monitor.locator("[data-testid='eda-active-execution']")
     expect(row).to_have_count(1, timeout=10_000)
     expect(row).to_contain_text("notebook")
-    duration = row.locator("[data-testid='eda-execution-duration']")
-
-    def seconds() -> int:
-        return int(re.match(r"(\d+) s", duration.inner_text()).group(1))
-
-    # it ticks live (no poll for 600 s): wait for 3 more seconds to show, however slow the host
-    samples = [(round(time.monotonic(), 2), seconds())]
-    while samples[-1][1] < samples[0][1] + 3 and samples[-1][0] - samples[0][0] < 10:
-        time.sleep(0.5)
-        samples.append((round(time.monotonic(), 2), seconds()))
-    assert samples[-1][1] >= samples[0][1] + 3, f"the duration should keep ticking: {samples}"
-    expect(monitor.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"2 / {LIMIT}")
+    expect(monitor.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"1 / {LIMIT}")
     expect(monitor.locator("[data-testid='eda-kernel']")).to_have_count(1)
-    expect(monitor.locator("[data-testid='eda-kernel']")).to_contain_text("busy")
+
+    # it ticks locally (no poll for 600 s): 30 s on the page's clock show as 30 s more.
+    # A snapshot taken after the jump would re-base the duration on the server's real
+    # time (Lab's kernel poll triggers one), so status answers wait while the clock moves.
+    duration = row.locator("[data-testid='eda-execution-duration']")
+    before = shown_seconds(duration)
+    notebook.route(STATUS_REQUESTS, lambda route: route.abort())
+    notebook.clock.fast_forward("00:30")
+    expect(duration).not_to_have_text(f"{before} s")
+    after = shown_seconds(duration)
+    notebook.unroute(STATUS_REQUESTS)
+    assert after >= before + 30, (before, after)
     screenshot(monitor, "resource-monitor.png")
+
     # finished: the row goes away without a poll
+    interrupt_kernels(lab, fresh_user)
     expect(row).to_have_count(0, timeout=20_000)
 
 
-def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(alice: Page):
-    run_cell(alice, "3")
-    expect(status_item(alice)).to_contain_text(f"Exec {LIMIT}/{LIMIT}", timeout=10_000)
-    expect(status_item(alice)).to_contain_text("Limited")
-    expect(status_item(alice)).to_have_attribute("data-level", "limited")
-    run_cell(alice, "4")
-    refused = alice.locator(".jp-Notebook .jp-Cell").nth(-2)  # Shift+Enter added a new last cell
+def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(notebook: Page):
+    item = status_item(notebook)
+    for i in range(1, LIMIT + 1):
+        run_cell(notebook, str(i))
+        expect(item).to_contain_text(f"Exec {i}/{LIMIT}", timeout=10_000)
+    expect(item).to_contain_text("Limited")
+    expect(item).to_have_attribute("data-level", "limited")
+    run_cell(notebook, "4")
+    refused = notebook.locator(".jp-Notebook .jp-Cell").nth(-2)  # Shift+Enter added a new last cell
     expect(refused.locator(".jp-OutputArea-output")).to_contain_text("RateLimitExceeded", timeout=10_000)
-    toast = alice.locator(".Toastify__toast").filter(has_text="Execution refused")
+    toast = notebook.locator(".Toastify__toast").filter(has_text="Execution refused")
     expect(toast).to_be_visible(timeout=10_000)
     expect(toast).to_contain_text("rate limit")
-    monitor = alice.locator("#eda-resource-monitor")
+
+    # the countdown in the status bar follows the page's clock, between polls
+    expect(item).to_contain_text(re.compile(r"Limited \(\d+ s\)"))
+    pause_clock(notebook)
+    wait = shown_seconds(item)
+    assert wait > 15, f"the window is 60 s: {wait} s left means the host took most of it"
+    notebook.clock.fast_forward("00:10")
+    expect(item).to_contain_text(f"Limited ({wait - 10} s)")
+    notebook.clock.resume()
+
+    item.click()
+    monitor = notebook.locator("#eda-resource-monitor")
     expect(monitor.locator("[data-testid='eda-retry']")).to_contain_text("run again in")
-    alice.wait_for_timeout(1000)  # let the toast finish sliding in for the picture
-    screenshot(alice, "limited.png")
+    screenshot(notebook, "limited.png")  # animations finished: the toast is in place
 
 
-def test_runner_panel_runs_code_on_a_dataset_and_disables_run_when_limited(browser, lab):
-    page = open_lab(browser, lab, "bob")
-    try:
-        status_item(page).click()
-        page.locator("#eda-resource-monitor").get_by_role("button", name="Open EDA Runner").click()
-        runner = page.locator("[data-testid='eda-runner']")
-        expect(runner).to_be_visible()
-        expect(runner.locator("[data-testid='eda-runner-dataset'] option")).to_have_count(1)
-        expect(runner).to_contain_text("Three rows of demo sales")
-        editor = runner.locator("[data-testid='eda-runner-editor'] .cm-content")
-        editor.click()
-        page.keyboard.press("Control+a")
-        page.keyboard.type("print(df.shape, df['sales'].sum())")
-        run = runner.locator("[data-testid='eda-runner-run']")
-        run.click()
-        expect(runner.locator("[data-testid='eda-runner-outputs']")).to_contain_text("(3, 2) 60", timeout=60_000)
-        expect(runner.locator("[data-testid='eda-runner-status']")).to_contain_text("Done in")
-        compact = runner.locator("[data-testid='eda-monitor-compact']")
-        expect(compact.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"1 / {LIMIT}")
+def test_runner_panel_runs_code_on_a_dataset_and_disables_run_when_limited(lab, open_lab, fresh_user):
+    page = open_lab(fresh_user)
+    status_item(page).click()
+    page.locator("#eda-resource-monitor").get_by_role("button", name="Open EDA Runner").click()
+    runner = page.locator("[data-testid='eda-runner']")
+    expect(runner).to_be_visible()
+    expect(runner.locator("[data-testid='eda-runner-dataset'] option")).to_have_count(1)
+    expect(runner).to_contain_text("Three rows of demo sales")
+    editor = runner.locator("[data-testid='eda-runner-editor'] .cm-content")
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("print(df.shape, df['sales'].sum())")
+    run = runner.locator("[data-testid='eda-runner-run']")
+    run.click()
+    expect(runner.locator("[data-testid='eda-runner-outputs']")).to_contain_text("(3, 2) 60", timeout=60_000)
+    status = runner.locator("[data-testid='eda-runner-status']")
+    expect(status).to_contain_text("Done in")
+    compact = runner.locator("[data-testid='eda-monitor-compact']")
+    expect(compact.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"1 / {LIMIT}")
 
-        # The rest of bob's budget goes through the API behind the page's back. The page
-        # must not learn it before the click (as if its status request were slow): it does
-        # look again whenever JupyterLab's kernel list changes, and the runs change it.
-        status_requests = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
-        page.route(status_requests, lambda route: route.abort())
-        for _ in range(LIMIT - 1):
-            r = lab.post("/advanced-eda/api/execute-custom-code/demo", "bob", json={"code": "1"})
-            assert r.status_code == 200, r.text
-        expect(run).to_be_enabled()  # the page does not know yet
-        run.click()
-        page.unroute(status_requests)  # the refusal makes it look again, and now it may
-        status = runner.locator("[data-testid='eda-runner-status']")
-        expect(status).to_contain_text("Refused", timeout=10_000)
-        expect(status).to_contain_text(re.compile(r"(retry|again) in \d+ s", re.IGNORECASE))
-        expect(run).to_be_disabled()
-        expect(run).to_have_text(re.compile(r"Run \(wait \d+ s\)"))
-        # the compact monitor learnt it too
-        expect(compact.locator("[data-testid='eda-badge']")).to_have_text("Limited", timeout=10_000)
-        screenshot(page.locator("#eda-runner"), "eda-runner.png")
+    # The rest of the budget goes through the API behind the page's back. With its clock
+    # paused, the page asks nobody (no poll, no debounced refresh): it cannot know yet.
+    pause_clock(page)
+    for _ in range(LIMIT - 1):
+        r = lab.post("/advanced-eda/api/execute-custom-code/demo", fresh_user, json={"code": "1"})
+        assert r.status_code == 200, r.text
+    expect(run).to_be_enabled()
+    run.click()  # the server refuses: the page learns it from the answer
+    expect(status).to_contain_text("Refused", timeout=10_000)
+    expect(status).to_contain_text(re.compile(r"(retry|again) in \d+ s", re.IGNORECASE))
+    expect(run).to_be_disabled()
+    expect(run).to_have_text(re.compile(r"Run \(wait \d+ s\)"))
+    wait = shown_seconds(run)
+    # the button counts down on the page's clock, which stands still until moved
+    page.clock.fast_forward("00:05")
+    expect(run).to_have_text(f"Run (wait {wait - 5} s)")
+    page.clock.resume()
+    # the compact monitor learnt it too, from the refresh the refusal asked for
+    expect(compact.locator("[data-testid='eda-badge']")).to_have_text("Limited", timeout=10_000)
+    screenshot(page.locator("#eda-runner"), "eda-runner.png")
 
-        # dark theme: our colours follow JupyterLab's theme variables
-        page.keyboard.press("Control+Shift+c")
-        page.keyboard.type("Use Theme: JupyterLab Dark")
-        page.keyboard.press("Enter")
-        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=20_000)
-        page.wait_for_timeout(500)
-        background = compact.evaluate("node => getComputedStyle(node).backgroundColor")
-        red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
-        assert red + green + blue < 3 * 100, f"monitor background {background} should be dark"
-        screenshot(page.locator("#eda-runner"), "eda-runner-dark.png")
-    finally:
-        page.context.close()
+    # dark theme: our colours follow JupyterLab's theme variables
+    run_command(page, "apputils:change-theme", {"theme": "JupyterLab Dark"})
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=20_000)
+    page.wait_for_function(
+        """node => {
+            const [r, g, b] = getComputedStyle(node).backgroundColor.match(/\\d+/g).map(Number);
+            return r + g + b < 3 * 100;
+        }""",
+        arg=compact.element_handle(),
+        timeout=20_000,
+    )
+    screenshot(page.locator("#eda-runner"), "eda-runner-dark.png")

@@ -22,7 +22,7 @@ export function fetchAdminUsers(): Promise<IAdminUsers> {
 }
 
 /** The last `minutes` minutes in one-minute buckets: executions per minute. */
-export function fetchHistory(minutes = 60): Promise<IHistory> {
-  const since = Math.floor(Date.now() / 1000) - minutes * 60;
+export function fetchHistory(minutes = 60, nowMs = Date.now()): Promise<IHistory> {
+  const since = Math.floor(nowMs / 1000) - minutes * 60;
   return requestAPI<IHistory>(`admin/history?bucket=1m&since=${since}`);
 }

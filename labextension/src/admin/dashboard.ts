@@ -63,9 +63,15 @@ function sortValue(user: IAdminUser, key: SortKey): number | string {
   }
 }
 
+export interface IAdminDashboardOptions {
+  /** Wall clock in ms (tests move it by hand). */
+  now?: () => number;
+}
+
 export class AdminDashboard extends Widget {
-  constructor() {
+  constructor(options: IAdminDashboardOptions = {}) {
     super();
+    this._now = options.now ?? (() => Date.now());
     this.addClass('eda-Admin');
     this.node.dataset.testid = 'eda-admin-dashboard';
     this._status = h('div', { class: 'eda-Admin-status', role: 'status' });
@@ -99,9 +105,9 @@ export class AdminDashboard extends Widget {
 
   private async _load(): Promise<void> {
     try {
-      const [users, history] = await Promise.all([fetchAdminUsers(), fetchHistory(60)]);
+      const [users, history] = await Promise.all([fetchAdminUsers(), fetchHistory(60, this._now())]);
       this._users = users.users;
-      this._status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      this._status.textContent = `Updated ${new Date(this._now()).toLocaleTimeString()}`;
       this._renderTable();
       this._renderCharts(history);
     } catch (error) {
@@ -242,6 +248,7 @@ export class AdminDashboard extends Widget {
     this._charts.replaceChildren(executions, memory);
   }
 
+  private _now: () => number;
   private _poll: Poll;
   private _users: IAdminUser[] = [];
   private _sortKey: SortKey = 'user';

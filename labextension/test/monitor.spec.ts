@@ -1,0 +1,169 @@
+/**
+ * The Resource Monitor sidebar (and its compact form) in the DOM: meters,
+ * countdowns and durations that tick on the model's clock between polls, the
+ * per-user table admins get, and problems said in words.
+ */
+import { ResourceModel } from '../src/model';
+import { ResourceMonitor } from '../src/monitor';
+import {
+  attach,
+  FakeClock,
+  FakeServer,
+  kernel,
+  limited,
+  makeModel,
+  refreshed,
+  stats,
+  status,
+  text
+} from './widgets';
+
+let clock: FakeClock;
+let server: FakeServer;
+let model: ResourceModel;
+let monitor: ResourceMonitor;
+
+function open(options: { compact?: boolean; openRunner?: () => void } = {}): HTMLElement {
+  monitor = attach(new ResourceMonitor({ model, ...options }));
+  return monitor.node;
+}
+
+beforeEach(() => {
+  clock = new FakeClock();
+  server = new FakeServer();
+  model = makeModel(server, clock);
+});
+
+afterEach(() => {
+  monitor?.dispose();
+  model.dispose();
+  clock.uninstall();
+});
+
+it('shows the budget as labelled meters and the level as a word', async () => {
+  const node = open();
+  expect(text(node, 'eda-badge')).toBe('Loading…');
+  await refreshed(model);
+  expect(text(node, 'eda-badge')).toBe('Normal');
+  expect(text(node, 'eda-meter-executions')).toBe('Executions in window3 / 10 per 1 min 00 s');
+  const bar = node.querySelector('[data-testid=eda-meter-executions] [role=progressbar]')!;
+  expect(bar.getAttribute('aria-valuenow')).toBe('3');
+  expect(bar.getAttribute('aria-valuemax')).toBe('10');
+  expect(text(node, 'eda-meter-concurrent')).toBe('Running now1 / 2');
+  expect(text(node, 'eda-remaining')).toBe('7 remaining · resets in 42 s');
+  expect((node.querySelector('[data-testid=eda-retry]') as HTMLElement).hidden).toBe(true);
+  expect(text(node, 'eda-kernels')).toContain('k1aaaaaa · busy · limit 30 s per run');
+  expect(text(node, 'eda-system')).toContain('Server CPU13% of 2 cores');
+  expect(text(node, 'eda-system')).toContain('Enforcementcgroup-v1');
+});
+
+it('ticks durations up and the reset down on the model clock, without asking the server', async () => {
+  const node = open();
+  await refreshed(model);
+  const requests = server.requests;
+  expect(text(node, 'eda-execution-duration')).toBe('2 s');
+  expect(text(node, 'eda-session')).toBe('Session: 23 min 00 s');
+
+  await clock.advance(5_000);
+  expect(text(node, 'eda-execution-duration')).toBe('7 s');
+  expect(text(node, 'eda-session')).toBe('Session: 23 min 05 s');
+  expect(text(node, 'eda-remaining')).toBe('7 remaining · resets in 37 s');
+  expect(server.requests).toBe(requests);
+});
+
+it('does not tick while hidden, and catches up when shown', async () => {
+  const node = open();
+  await refreshed(model);
+  monitor.hide();
+  await clock.advance(5_000);
+  expect(text(node, 'eda-execution-duration')).toBe('2 s');
+  monitor.show();
+  await clock.advance(1_000);
+  expect(text(node, 'eda-execution-duration')).toBe('8 s');
+});
+
+it('counts the retry wait down, then no longer says limited once it is over', async () => {
+  const node = open();
+  server.current = limited(30);
+  await refreshed(model);
+  expect(text(node, 'eda-badge')).toBe('Limited');
+  expect(text(node, 'eda-retry')).toBe('Limited: you can run again in 30 s');
+  await clock.advance(12_000);
+  expect(text(node, 'eda-retry')).toBe('Limited: you can run again in 18 s');
+
+  server.current = status({ executions_in_window: 2, remaining: 8 });
+  await clock.advance(18_500); // the wait and the model's wake-up margin
+  expect((node.querySelector('[data-testid=eda-retry]') as HTMLElement).hidden).toBe(true);
+  expect(text(node, 'eda-badge')).toBe('Normal');
+  expect(text(node, 'eda-meter-executions')).toContain('2 / 10');
+});
+
+it('says to wait for a running execution when every slot is busy', async () => {
+  const node = open();
+  server.current = status({ status: 'limited', concurrent_executions: 2 });
+  await refreshed(model);
+  expect(text(node, 'eda-retry')).toBe('Limited: wait for a running execution to finish');
+  expect(node.querySelector('[data-testid=eda-meter-concurrent]')!.getAttribute('data-level')).toBe('limited');
+});
+
+it('lists nothing running, and no kernels, in words', async () => {
+  const node = open();
+  server.current = status({ active_executions: [], executions_in_window: 0, concurrent_executions: 0 });
+  server.stats = stats([]);
+  await refreshed(model);
+  expect(text(node, 'eda-active-executions')).toBe('Nothing running');
+  expect(text(node, 'eda-kernels')).toBe('No kernels running');
+  expect(text(node, 'eda-remaining')).toBe('7 remaining'); // nothing to reset
+});
+
+it('shows admins every user, sorted, with their kernels', async () => {
+  const node = open();
+  server.stats = stats([
+    kernel('alice', 'kaaaaaaaaaaa'),
+    kernel('carol', 'kccccccccccc', { execution_state: 'busy' }),
+    kernel('bob', 'kbbbbbbbbbbb'),
+    kernel('bob', 'kbbbbbbbbbb2')
+  ]);
+  await refreshed(model);
+  const rows = [...node.querySelectorAll('[data-testid=eda-user-row]')].map(r =>
+    [...r.children].map(c => c.textContent)
+  );
+  expect(rows).toEqual([
+    ['alice', '1', '0', '64.0 MiB', '10%'],
+    ['bob', '2', '0', '128 MiB', '20%'],
+    ['carol', '1', '1', '64.0 MiB', '10%']
+  ]);
+  expect(node.querySelectorAll('[data-testid=eda-users] [data-testid=eda-kernel]')).toHaveLength(3);
+});
+
+it('keeps the last figures and says why when the server fails', async () => {
+  const node = open();
+  await refreshed(model);
+  server.fail = new Error('HTTP 503');
+  await refreshed(model);
+  expect(text(node, 'eda-error')).toBe('Monitoring problem: HTTP 503');
+  expect(text(node, 'eda-badge')).toBe('Normal');
+  server.fail = null;
+  await refreshed(model);
+  expect((node.querySelector('[data-testid=eda-error]') as HTMLElement).hidden).toBe(true);
+});
+
+it('has a compact form with the budget only, and a refresh button', async () => {
+  const node = open({ compact: true });
+  await refreshed(model);
+  expect(node.dataset.testid).toBe('eda-monitor-compact');
+  expect(node.querySelector('[data-testid=eda-active-executions]')).toBeNull();
+  const requests = server.requests;
+  (node.querySelector('button[aria-label="Refresh resource monitor"]') as HTMLButtonElement).click();
+  await clock.advance(0);
+  await refreshed(model); // lets the click's fetch finish
+  expect(server.requests).toBeGreaterThan(requests);
+});
+
+it('opens the runner from its footer button when it can', async () => {
+  let opened = 0;
+  const node = open({ openRunner: () => opened++ });
+  const button = [...node.querySelectorAll('button')].find(b => b.textContent === 'Open EDA Runner')!;
+  button.click();
+  expect(opened).toBe(1);
+});

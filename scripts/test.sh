@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (Python venv, node packages, Debian
-# chromium for browser tests) and run the whole suite. Extra args go to pytest.
+# Install what the test suite needs (scripts/setup.sh) and run it.
+#   scripts/test.sh [unit|e2e|browser|compat|all] [pytest args...]   (all by default)
+# unit: in process, no server processes; e2e: real servers (marked e2e); browser: tests/browser;
+# compat: jupyter_server's own suite and jupyter-mcp-server against eda_gateway (tests/compat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier=all
+case "${1:-}" in unit|e2e|browser|compat|all) tier=$1; shift ;; esac
 source scripts/setup.sh
+case "$tier" in
+  unit) set -- -m "not e2e and not browser and not compat" tests "$@" ;;
+  e2e) set -- -m "e2e and not browser and not compat" tests "$@" ;;
+  browser) set -- tests/browser "$@" ;;
+  compat) set -- tests/compat "$@" ;;
+esac
 exec .venv/bin/python -m pytest "$@"

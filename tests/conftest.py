@@ -1,20 +1,65 @@
+"""Tiers, the order of the suite, and the servers tests share.
+
+Tiers (``scripts/test.sh unit|e2e|browser|compat``): a test is ``e2e`` when it starts real
+server processes (harness.GatewayServer: mark its module or itself ``e2e``, or it fails
+with a message saying so), ``browser`` under tests/browser/, ``compat`` under tests/compat/;
+every other test is a unit test: in-process, no ports of its own, no kernels of its own.
+In-process servers come from pytest-jupyter (``jp_serverapp``, ``jp_fetch``), with
+eda_gateway enabled for the users of ``harness.TOKENS`` (``jp_server_config`` below).
+"""
+
+import logging
+
 import pytest
 
-from harness import GatewayServer
+import harness
+from harness import GatewayServer, eda_config
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 # jupyter_server's own suite (tests/compat) runs for minutes in a subprocess of its own:
 # it starts beside the rest of the suite, once the browser tests (the most sensitive to a
 # busy machine) are done, and its checks run last, when its result is in.
 PEER_SUITE = "tests/compat/test_jupyter_server_suite.py"
 
+# Tests that must not share the machine with each other's load under pytest-xdist:
+# memory and latency measurements, the browsers and the peer suite run one after another
+# on one worker (``--dist loadgroup``; without xdist the mark does nothing).
+SENSITIVE = "sensitive"
+SENSITIVE_PATHS = (
+    "tests/browser/",
+    "tests/compat/",
+    "tests/test_floods.py",
+    "tests/test_http_limits.py",
+    "tests/test_sandbox.py",
+)
+
 
 def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        if item.nodeid.startswith("tests/browser/"):
+            item.add_marker(pytest.mark.browser)
+        if item.nodeid.startswith("tests/compat/"):
+            item.add_marker(pytest.mark.compat)
+        if item.nodeid.startswith(SENSITIVE_PATHS):
+            item.add_marker(pytest.mark.xdist_group(SENSITIVE))
     peer = [item for item in items if item.nodeid.startswith(PEER_SUITE)]
     items[:] = [item for item in items if not item.nodeid.startswith(PEER_SUITE)] + peer
-    config._eda_peer_suite = bool(peer)
 
 
+def pytest_collection_finish(session):
+    # after -m/-k deselection: the peer run starts only if its checks will run
+    session.config._eda_peer_suite = any(item.nodeid.startswith(PEER_SUITE) for item in session.items)
+
+
+def _starts_servers(item) -> bool:
+    return any(item.get_closest_marker(tier) for tier in ("e2e", "browser", "compat"))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
+    # before the item's fixtures: a module-scoped server starts within its first test's setup
+    harness.allow_servers(_starts_servers(item), item.nodeid)
     if getattr(item.config, "_eda_peer_suite", False) and not item.nodeid.startswith("tests/browser/"):
         import jupyter_server_suite
 
@@ -42,3 +87,29 @@ def make_server(tmp_path):
     yield make
     for srv in started:
         srv.stop()
+
+
+# --- in process (pytest-jupyter) ------------------------------------------------------
+
+
+@pytest.fixture
+def jp_server_config(tmp_path):
+    return eda_config(tmp_path)
+
+
+@pytest.fixture
+def refused_start(jp_configurable_serverapp, tmp_path, caplog, capsys):
+    """Start an in-process server that must refuse its config; return what it said
+    (the exit message and the log), which must name the bad setting."""
+
+    def start(extra: dict) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            jp_configurable_serverapp(config=eda_config(tmp_path, extra))
+        assert exit_info.value.code not in (None, 0)
+        # errors only: the debug log echoes the whole config, bad setting included
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        # traitlets reports a bad trait on the app's own stderr handler
+        errors += [line for line in capsys.readouterr().err.splitlines() if not line.startswith("[D ")]
+        return "\n".join([str(exit_info.value.code), *errors])
+
+    return start

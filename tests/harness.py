@@ -47,6 +47,46 @@ c.ServerApp.allow_root = True  # CI runs as root
 """
 
 
+def eda_config(tmp: Path, extra: dict | None = None):
+    """An in-process server's config (pytest-jupyter's ``jp_server_config``): eda_gateway
+    enabled for the users of TOKENS, admin an admin, its folders under ``tmp``; ``extra``
+    ({section: {trait: value}}) on top."""
+    from traitlets.config import Config
+
+    config = Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"eda_gateway": True},
+                "identity_provider_class": "eda_gateway.auth.EDAIdentityProvider",
+            },
+            "EDAIdentityProvider": {"user_tokens": dict(TOKENS)},
+            "EDAGateway": {
+                "admin_users": {"admin"},
+                "workspace_root": str(tmp / "workspaces"),
+                "history_db": str(tmp / "history.sqlite"),
+            },
+            "EDASandbox": {"disk_root": str(tmp / "disks")},
+        }
+    )
+    if extra:
+        config.merge(Config(extra))
+    return config
+
+
+def auth(user: str) -> dict:
+    """Request headers as ``user`` (one of TOKENS), e.g. for pytest-jupyter's ``jp_fetch``."""
+    return {"Authorization": f"token {TOKENS[user]}"}
+
+
+# Subprocess servers are for e2e tests only (tests/conftest.py says which test runs now):
+# a unit test that starts one fails, so the unit tier stays fast.
+_servers_allowed = {"allowed": True, "test": None}
+
+
+def allow_servers(allowed: bool, test: str | None = None) -> None:
+    _servers_allowed.update(allowed=allowed, test=test)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,6 +136,9 @@ class GatewayServer:
         self.config_path.write_text(identity + text + "\n" + self.extra_config)
 
     def start(self, timeout: float = 60) -> GatewayServer:
+        if not _servers_allowed["allowed"]:
+            raise RuntimeError(f"{_servers_allowed['test']} starts a server process but is not marked e2e: "
+                               "mark it (or its module) with pytest.mark.e2e, or test in process (jp_fetch)")
         self.write_config()
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(self.runtime_dir), PYTHONUNBUFFERED="1")
         env.pop("JUPYTER_TOKEN", None)

@@ -23,6 +23,8 @@ from eda_gateway.activity import (
 from eda_gateway.verdicts import Verdict
 from harness import GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 API = "/advanced-eda/api"
 ALL = {EXECUTION_SCHEMA, VERDICT_SCHEMA, KERNEL_SCHEMA, LOGIN_SCHEMA}
 

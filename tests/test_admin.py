@@ -8,6 +8,8 @@ import pytest
 
 from harness import GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 API = "/advanced-eda/api"
 CONFIG = """
 c.EDAGateway.user_limits = {"alice": {"max_executions_per_minute": 3, "window_seconds": 3600}}

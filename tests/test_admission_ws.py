@@ -19,6 +19,8 @@ import pytest
 
 from harness import TOKENS, GatewayServer, new_message
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 V1 = "v1.kernel.websocket.jupyter.org"
 PROTOCOLS = [pytest.param(None, id="legacy"), pytest.param(V1, id="v1")]
 STATUS = "/advanced-eda/api/rate-limit-status"

@@ -15,7 +15,7 @@ import pytest
 from harness import new_message
 from sandbox_helpers import kernel_pid, run_until_answer, start_confined, wait_for
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 
 API = "/advanced-eda/api"
 LIMIT, GRACE = 3, 2

@@ -11,9 +11,12 @@ import asyncio
 import getpass
 import threading
 
+import pytest
 import requests
 
 from harness import GatewayServer, start_failure
+
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
 
 TOKEN = "personal-token-0123456789"
 

@@ -9,25 +9,31 @@ import pytest
 from harness import GatewayServer, start_failure
 
 BAD = [
-    ("c.EDASandbox.max_memory_mb = -1", "max_memory_mb"),
-    ("c.EDASandbox.max_execution_time = 0", "max_execution_time"),
-    ("c.EDASandbox.enforcement = 'magic'", "enforcement"),
-    ("c.EDARateLimiter.max_executions_per_minute = -5", "max_executions_per_minute"),
-    ("c.EDAGateway.max_kernels_per_user = 0", "max_kernels_per_user"),
-    ("c.EDAGateway.workspace_root = 'relative/dir'", "workspace_root"),
-    ("c.EDAGateway.user_limits = {'alice': {'max_memroy_mb': 10}}", "max_memroy_mb"),
-    ("c.EDAGateway.user_limits = {'@analysts': {'max_memory_mb': -3}}", "user_limits"),
-    ("c.EDAGateway.datasets = {'sales': {'path': '/nonexistent/sales.csv'}}", "datasets"),
-    ("c.EDAIdentityProvider.user_tokens = {'eve': 'sha256:nothex'}", "user_tokens"),
-    ("c.EDAContentsManager.max_read_mb = 0", "max_read_mb"),
+    ({"EDASandbox": {"max_memory_mb": -1}}, "max_memory_mb"),
+    ({"EDASandbox": {"max_execution_time": 0}}, "max_execution_time"),
+    ({"EDASandbox": {"enforcement": "magic"}}, "enforcement"),
+    ({"EDARateLimiter": {"max_executions_per_minute": -5}}, "max_executions_per_minute"),
+    ({"EDAGateway": {"max_kernels_per_user": 0}}, "max_kernels_per_user"),
+    ({"EDAGateway": {"workspace_root": "relative/dir"}}, "workspace_root"),
+    ({"EDAGateway": {"user_limits": {"alice": {"max_memroy_mb": 10}}}}, "max_memroy_mb"),
+    ({"EDAGateway": {"user_limits": {"@analysts": {"max_memory_mb": -3}}}}, "user_limits"),
+    ({"EDAGateway": {"datasets": {"sales": {"path": "/nonexistent/sales.csv"}}}}, "datasets"),
+    ({"EDAIdentityProvider": {"user_tokens": {"eve": "sha256:nothex"}}}, "user_tokens"),
+    ({"EDAContentsManager": {"max_read_mb": 0}}, "max_read_mb"),
 ]
 
 
-@pytest.mark.parametrize("line, setting", BAD, ids=[s for _, s in BAD])
-def test_bad_value_stops_startup_naming_the_setting(tmp_path, line, setting):
-    code, log = start_failure(tmp_path, line)
+@pytest.mark.parametrize("config, setting", BAD, ids=[s for _, s in BAD])
+def test_bad_value_stops_startup_naming_the_setting(refused_start, config, setting):
+    assert setting in refused_start(config)
+
+
+@pytest.mark.e2e
+def test_a_bad_value_stops_the_server_process(tmp_path):
+    """The process itself exits non-zero, naming the setting (the rest: in process, above)."""
+    code, log = start_failure(tmp_path, "c.EDASandbox.max_memory_mb = -1")
     assert code != 0
-    assert setting in log
+    assert "max_memory_mb" in log
 
 
 def test_defaults_match_the_contract():
@@ -55,6 +61,7 @@ def test_user_and_group_overrides():
     assert carol == Limits()
 
 
+@pytest.mark.e2e
 def test_demo_config_loads(tmp_path):
     """The repository's jupyter_config.py is valid: a server starts with it."""
     text = (Path(__file__).parent.parent / "jupyter_config.py").read_text()
@@ -71,6 +78,7 @@ def test_demo_config_loads(tmp_path):
         srv.stop()
 
 
+@pytest.mark.e2e
 def test_extension_is_listed_enabled():
     out = subprocess.run(
         [sys.executable, "-m", "jupyter_server", "extension", "list"], capture_output=True, text=True, timeout=60
@@ -79,6 +87,7 @@ def test_extension_is_listed_enabled():
     assert "eda_gateway" in text and "enabled" in text.split("eda_gateway", 1)[1][:40]
 
 
+@pytest.mark.e2e
 def test_headless_command_serves_kernels(tmp_path):
     command = [str(Path(sys.executable).parent / "jupyter-eda-gateway")]
     srv = GatewayServer(tmp_path, command=command).start()
@@ -92,6 +101,7 @@ def test_headless_command_serves_kernels(tmp_path):
         srv.stop()
 
 
+@pytest.mark.e2e
 def test_other_identity_providers_that_name_users_work_unchanged(tmp_path):
     """An identity provider of the deployment's own (JupyterHub's, say) names users:
     eda_gateway owns kernels by those names (multi-user mode)."""
@@ -119,6 +129,7 @@ def test_other_identity_providers_that_name_users_work_unchanged(tmp_path):
         srv.stop()
 
 
+@pytest.mark.e2e
 def test_an_admins_own_websocket_class_built_on_ours_is_used(tmp_path):
     srv = GatewayServer(tmp_path, extra_config=(
         "from eda_gateway.websocket import EDAKernelWebsocketConnection\n"

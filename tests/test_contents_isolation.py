@@ -8,6 +8,8 @@ import requests
 
 from harness import TOKENS, GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

@@ -6,7 +6,6 @@ import pytest
 from traitlets import TraitError
 
 from eda_gateway.datasets import DatasetCatalogue, DatasetError, validate_datasets
-from harness import start_failure
 
 
 @pytest.fixture
@@ -91,9 +90,6 @@ def test_bad_configuration_is_named(config, named):
     assert named in str(bad.value)
 
 
-def test_server_refuses_to_start_with_a_missing_dataset_path(tmp_path):
-    code, log = start_failure(
-        tmp_path, 'c.EDAGateway.datasets = {"sales": {"path": "/no/such/sales.csv", "users": ["alice"]}}'
-    )
-    assert code != 0
-    assert "EDAGateway.datasets['sales']['path'] does not exist" in log
+def test_server_refuses_to_start_with_a_missing_dataset_path(refused_start):
+    said = refused_start({"EDAGateway": {"datasets": {"sales": {"path": "/no/such/sales.csv", "users": ["alice"]}}}})
+    assert "EDAGateway.datasets['sales']['path'] does not exist" in said

@@ -14,6 +14,8 @@ from eda_gateway.users import user_id
 from harness import TOKENS, GatewayServer
 from sandbox_helpers import STRICT, wait_for
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 MIB = 1024 * 1024
 QUOTA_MB = 64
 API = "/advanced-eda/api"

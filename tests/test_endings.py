@@ -11,7 +11,7 @@ import pytest
 
 from harness import GatewayServer
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 
 ALLOCATE = "x = b'x' * (400 * 1024 * 1024)"  # written, so the pages really count
 

@@ -13,6 +13,8 @@ import requests
 
 from harness import GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 API = "/advanced-eda/api"
 EXECUTE = f"{API}/execute-custom-code"
 

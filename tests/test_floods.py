@@ -16,6 +16,8 @@ import websocket
 
 from harness import TOKENS, GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 CAP = 8
 API = "/advanced-eda/api"
 USERS = ["flooder"]

@@ -113,14 +113,11 @@ def test_database_is_private_and_written_by_one_thread(tmp_path):
     assert not s.running
 
 
-def test_unwritable_history_db_stops_start_up(tmp_path):
-    from harness import start_failure
-
-    code, log = start_failure(tmp_path, 'c.EDAGateway.history_db = "/proc/nope/history.sqlite"')
-    assert code != 0
-    assert "EDAGateway.history_db" in log
+def test_unwritable_history_db_stops_start_up(refused_start):
+    assert "EDAGateway.history_db" in refused_start({"EDAGateway": {"history_db": "/proc/nope/history.sqlite"}})
 
 
+@pytest.mark.e2e
 def test_history_survives_restart_and_old_rows_are_purged_at_start(tmp_path):
     # a history file from an earlier life, with one row past the retention period
     db = tmp_path / "history.sqlite"

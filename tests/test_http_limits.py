@@ -13,6 +13,8 @@ import pytest
 
 from harness import GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 READ_TIMEOUT = 2
 
 

@@ -9,6 +9,8 @@ import requests
 
 from harness import TOKENS, GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 
 @pytest.fixture(scope="module")
 def hashed_server(tmp_path_factory):

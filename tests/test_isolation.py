@@ -26,6 +26,8 @@ import pytest
 from eda_gateway.users import user_id
 from harness import GatewayServer, start_failure
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 STRICT = os.environ.get("EDA_STRICT") == "1"
 ATTACKS = (
     "read_connection_file", "zmq_execute", "iopub_sniff", "read_server_files", "read_bob_workspace",

@@ -10,6 +10,8 @@ import pytest
 
 from harness import GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):

@@ -1,5 +1,9 @@
 """Only admins may install/remove/enable/disable JupyterLab extensions and plugins."""
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 PLUGIN = "@jupyterlab/apputils-extension:themes"
 
 

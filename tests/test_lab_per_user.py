@@ -14,6 +14,8 @@ import pytest
 
 from harness import GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 THEMES = "@jupyterlab/apputils-extension:themes"
 SETTINGS = "/lab/api/settings/" + THEMES
 SETTINGS_FILE = ("@jupyterlab", "apputils-extension", "themes.jupyterlab-settings")

@@ -10,6 +10,8 @@ import pytest
 from harness import GatewayServer
 from eda_gateway.workspaces import LOCK_NAME, Workspaces
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 NO_DISK = "c.EDASandbox.max_disk_mb = 0\n"
 
 

@@ -76,6 +76,7 @@ c.EDASandbox.max_execution_time = 5
     srv.stop()
 
 
+@pytest.mark.e2e
 def test_served_document_is_the_packaged_one(server):
     r = server.get(f"{API}/openapi.json")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
@@ -91,6 +92,7 @@ def operations(server):
     "user, mode",
     [("alice", GenerationMode.POSITIVE), ("alice", GenerationMode.NEGATIVE), ("admin", GenerationMode.POSITIVE)],
 )
+@pytest.mark.e2e
 def test_live_server_keeps_the_schema(server, user, mode):
     """No 5xx, and every answer (status, content type, headers, body) is what the document says."""
     checks = CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])
@@ -119,6 +121,7 @@ def test_live_server_keeps_the_schema(server, user, mode):
     assert any(200 in codes for codes in tried.values()), tried
 
 
+@pytest.mark.e2e
 def test_every_documented_execute_answer_matches_the_schema(server):
     """Each answer of the execute endpoint, provoked on purpose and validated against the document."""
     execute = next(op for op in operations(server) if op.method.upper() == "POST")

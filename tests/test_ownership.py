@@ -7,6 +7,8 @@ import websocket
 
 from harness import TOKENS
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 
 @pytest.fixture(scope="module")
 def alice_kernel(server):

@@ -24,7 +24,7 @@ from sandbox_helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 
 MIB = 1024 * 1024
 

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from harness import start_failure
 from sandbox_helpers import BACKENDS, kernel_pid, start_confined, wait_for
 
 STATS = "/advanced-eda/api/system-stats"
@@ -41,6 +40,7 @@ def kernel_in_stats(srv, user, kid, **want):
     return wait_for(find, timeout=20, what=f"kernel {kid} {want} in system-stats")
 
 
+@pytest.mark.e2e
 def test_system_stats_has_the_contract_shape(observed):
     kid = observed.start_kernel("alice")
     kernel = kernel_in_stats(observed, "alice", kid)
@@ -62,6 +62,7 @@ def test_system_stats_has_the_contract_shape(observed):
     assert observed.delete(f"/api/kernels/{kid}", "alice").status_code == 204
 
 
+@pytest.mark.e2e
 def test_users_see_their_own_kernels_and_admins_all(observed):
     mine = observed.start_kernel("alice")
     theirs = observed.start_kernel("bob")
@@ -79,12 +80,14 @@ def test_users_see_their_own_kernels_and_admins_all(observed):
         assert observed.delete(f"/api/kernels/{kid}", user).status_code == 204
 
 
+@pytest.mark.e2e
 def test_anonymous_callers_get_json_refusals(observed):
     r = observed.get(STATS, None)
     assert r.status_code in (401, 403)
     assert r.headers["Content-Type"].startswith("application/json")
 
 
+@pytest.mark.e2e
 def test_usage_is_measured_and_busy_executions_are_counted(observed):
     kid = observed.start_kernel("carol")
     kc = observed.kernel_ws(kid, "carol")
@@ -103,6 +106,7 @@ def test_usage_is_measured_and_busy_executions_are_counted(observed):
     assert observed.delete(f"/api/kernels/{kid}", "carol").status_code == 204
 
 
+@pytest.mark.e2e
 def test_answers_come_from_the_snapshot(observed):
     """Many requests inside one sampling interval share one sampled_at: no per-request sampling."""
     seen = []
@@ -113,6 +117,7 @@ def test_answers_come_from_the_snapshot(observed):
     assert len(set(seen)) >= 2, "the sampler stopped sampling"
 
 
+@pytest.mark.e2e
 def test_prometheus_metrics(observed):
     kid = observed.start_kernel("bob")
     kc = observed.kernel_ws(kid, "bob")
@@ -136,6 +141,5 @@ def test_prometheus_metrics(observed):
     assert observed.delete(f"/api/kernels/{kid}", "bob").status_code == 204
 
 
-def test_bad_sampling_interval_stops_start_up(tmp_path):
-    code, log = start_failure(tmp_path, "c.EDATelemetry.interval = -1")
-    assert code != 0 and "EDATelemetry.interval" in log
+def test_bad_sampling_interval_stops_start_up(refused_start):
+    assert "EDATelemetry.interval" in refused_start({"EDATelemetry": {"interval": -1}})

@@ -12,6 +12,8 @@ from eda_gateway.users import InvalidUsername, user_id, username_from_id
 from eda_gateway.workspaces import LOCK_NAME, WORKSPACE_PREFIX, Workspaces
 from harness import TOKENS, GatewayServer
 
+pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
+
 HOSTILE = ["../x", "a/b", ".hidden", "zoë", "名前", "a_2f", "..", "x y", "-"]
 
 

@@ -188,3 +188,45 @@ def test_in_a_request_the_user_acts_and_a_request_without_one_is_nobody():
     assert in_request(user("alice")) == "alice"
     assert in_request(None) is None
     assert in_request(SimpleNamespace(username="")) is None
+
+
+# --- the managers ask the ownership service ----------------------------------------------
+
+
+@pytest.fixture
+def kernel_manager(ownership):
+    from eda_gateway.kernels import EDAKernelManager
+
+    km = EDAKernelManager()
+    km._owners.update(KERNELS)
+    km.ownership = ownership
+    return km
+
+
+def test_the_kernel_manager_lets_nobody_act_on_a_kernel(kernel_manager):
+    assert kernel_manager.may_act_on("k-alice", "alice")
+    assert kernel_manager.may_act_on("k-alice", SERVER)
+    assert not kernel_manager.may_act_on("k-alice", None)  # once: "no user" meant every kernel
+    assert not kernel_manager.may_act_on("k-alice", "bob")
+
+
+def test_before_wiring_the_kernel_manager_knows_owners_but_no_admins(kernel_manager):
+    kernel_manager.ownership = None
+    assert kernel_manager.may_act_on("k-alice", "alice")
+    assert not kernel_manager.may_act_on("k-alice", "admin")
+
+
+def test_folders_of_the_contents_api(tmp_path, ownership):
+    from tornado.web import HTTPError
+
+    from eda_gateway.contents import folder_for
+
+    root = str(tmp_path)
+    assert folder_for(root, SERVER, None) == root  # start-up checks, before wiring
+    assert folder_for(root, "admin", ownership) == root
+    alice = folder_for(root, "alice", ownership)
+    assert alice == str(tmp_path / "alice") and (tmp_path / "alice").stat().st_mode & 0o777 == 0o700
+    for actor, wired in ((None, ownership), ("", ownership), ("alice", None)):
+        with pytest.raises(HTTPError) as refused:
+            folder_for(root, actor, wired)
+        assert refused.value.status_code == 403

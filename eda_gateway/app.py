@@ -18,7 +18,7 @@ from . import capacity, claims, composition, logscrub
 from .composition import CannotCompose
 from .connections import ConnectionLimiter
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
-from .auth import EDAAuthorizer
+from .authorization import EDAAuthorizer, Ownership, Roles
 from .handlers.lab_management import guard_lab_management
 from .contents import EDAContentsManager
 from .datasets import DatasetCatalogue, validate_datasets
@@ -187,6 +187,7 @@ class EDAGateway(ExtensionApp):
     def _link_jupyter_server_extension(self, serverapp):
         self.active = False
         self.identity = IdentityMode(False, "", "not linked")
+        self.roles = Roles(())
         try:
             super()._link_jupyter_server_extension(serverapp)
             self.sandbox_config = EDASandbox(parent=self)
@@ -206,6 +207,8 @@ class EDAGateway(ExtensionApp):
         self.identity = choose_mode(self.identity_mode, serverapp.identity_provider_class,
                                     self.single_user_name or default_owner())
         serverapp.log.info("eda_gateway: %s", self.identity.describe())
+        # a personal server's owner may do all that a plain jupyter lab allows
+        self.roles = Roles(self.admin_users, self.identity.owner if self.identity.single_user else "")
         if self.identity.single_user:
             composition.install(serverapp, "identity_provider_class",
                                 single_owner_provider(serverapp.identity_provider_class, self.identity.owner))
@@ -282,6 +285,14 @@ class EDAGateway(ExtensionApp):
         self.session_manager = self.serverapp.session_manager
         for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
             manager.eda_gateway = self
+        # one answer to "may U act on kernel/session/folder P" (eda_gateway/authorization.py)
+        self.ownership = Ownership(self.roles, self.kernel_manager.owner_of,
+                                   getattr(self.session_manager, "owner_of_session", lambda session_id: None))
+        for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
+            manager.ownership = self.ownership
+        if not isinstance(self.serverapp.authorizer, EDAAuthorizer):  # nobody would enforce ownership
+            raise TypeError(f"ServerApp.authorizer is {type(self.serverapp.authorizer).__name__}, not EDAAuthorizer")
+        self.serverapp.authorizer.ownership = self.ownership
         self.settings["eda_gateway"] = self
         self.verdicts = VerdictBus()
         self.connections = self._size_for_connections()
@@ -549,10 +560,7 @@ class EDAGateway(ExtensionApp):
     # --- questions the services ask -----------------------------------------
 
     def is_admin(self, username: str | None) -> bool:
-        if not username:
-            return False
-        # a personal server's owner may do all that a plain jupyter lab allows
-        return username in self.admin_users or (self.identity.single_user and username == self.identity.owner)
+        return self.roles.is_admin(username)
 
     def base_limits(self) -> Limits:
         s, r = self.sandbox_config, self.rate_config

@@ -28,9 +28,10 @@ from jupyter_server.services.contents.largefilemanager import AsyncLargeFileMana
 from tornado.web import HTTPError
 from traitlets import Float, default, validate
 
+from .authorization import SERVER, Actor, Ownership
 from .limits import require_positive
 from .quotas import MIB, SETTING, is_quota_error
-from .users import InvalidUsername, current_username, user_id
+from .users import InvalidUsername, current_actor, current_username, user_id
 from .workspaces import ensure_private_dir
 
 
@@ -50,19 +51,34 @@ def gateway_of(obj):
     return getattr(obj, "eda_gateway", None)
 
 
-def user_root(server_root: str, username: str | None, gateway) -> str:
-    """The folder a user's API paths are relative to."""
+def folder_for(server_root: str, actor: Actor, ownership: Ownership | None, quotas=None) -> str:
+    """The folder the actor's API paths are relative to: the whole root for the server
+    and admins, else the user's own (created private). Before eda_gateway has wired its
+    ownership service only the server itself has a folder."""
     server_root = os.path.abspath(server_root)
-    if username is None or gateway is None or gateway.is_admin(username):
+    if actor is SERVER:
+        return server_root
+    if ownership is None:
+        raise HTTPError(403, "eda_gateway is not running")  # fail closed, as the authorizer does
+    try:
+        username = ownership.folder_of(actor)
+    except PermissionError as e:
+        raise HTTPError(403, str(e)) from e
+    if username is None:
         return server_root
     try:
         folder = os.path.join(server_root, user_id(username))
     except InvalidUsername as e:
         raise HTTPError(403, str(e)) from e
-    quotas = getattr(gateway, "disk_quotas", None)
     if quotas is not None:
         quotas.ensure(username)  # the folder is the user's disk volume (eda_gateway/quotas.py)
     return ensure_private_dir(folder)
+
+
+def user_root(server_root: str, username: Actor, gateway) -> str:
+    """``folder_for``, for a caller holding the app (isolation)."""
+    return folder_for(server_root, username, getattr(gateway, "ownership", None),
+                      getattr(gateway, "disk_quotas", None))
 
 
 def inside(path: str, root: str) -> bool:
@@ -86,7 +102,8 @@ class UserRootMixin:
     def _user_root(self) -> str | None:
         """The caller's folder; None for admins (the whole root_dir)."""
         server_root = os.path.abspath(self.root_dir)
-        root = user_root(server_root, current_username(), self._owner_gateway())
+        gateway = self._owner_gateway()
+        root = folder_for(server_root, current_actor(), self._ownership(), getattr(gateway, "disk_quotas", None))
         return None if root == server_root else root
 
     def _get_os_path(self, path):
@@ -105,6 +122,11 @@ class UserRootMixin:
     def _owner_gateway(self):
         return gateway_of(self)
 
+    ownership: Ownership | None = None  # set when eda_gateway wires its services
+
+    def _ownership(self) -> Ownership | None:
+        return self.ownership
+
     def _hand_over(self, os_path: str) -> None:
         """Give what the server just made in the caller's folder to the uid the caller's
         kernels run as (uid isolation): else their own code could not change an uploaded
@@ -112,9 +134,10 @@ class UserRootMixin:
         username = current_username()
         gateway = self._owner_gateway()
         isolation = getattr(gateway, "isolation", None)
-        if username is None or isolation is None:
+        ownership = self._ownership()
+        if username is None or isolation is None or ownership is None:
             return
-        if gateway.is_admin(username):
+        if ownership.sees_everything(username):
             uid = self._owner_of_user_folder(os_path)
         else:
             uid = isolation.uid_of_files(username)
@@ -138,6 +161,9 @@ class EDAFileCheckpoints(UserRootMixin, AsyncFileCheckpoints):
 
     def _owner_gateway(self):
         return gateway_of(self.parent)
+
+    def _ownership(self) -> Ownership | None:
+        return getattr(self.parent, "ownership", None)
 
     def checkpoint_path(self, checkpoint_id, path):
         # the checkpoint folder is joined after _get_os_path: a planted
@@ -164,7 +190,8 @@ class UserFilesHandler(AuthenticatedFileHandler):
         if gateway is None:
             raise HTTPError(403, "eda_gateway is not running")  # fail closed, as the authorizer does
         if self.current_user is not None:
-            self.root = user_root(self.root, self.current_user.username, gateway)
+            self.root = folder_for(self.root, self.current_user.username, getattr(self.contents_manager, "ownership", None),
+                                   getattr(gateway, "disk_quotas", None))
 
     def validate_absolute_path(self, root, absolute_path):
         if not inside(absolute_path, root):

@@ -25,8 +25,9 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from tornado.web import HTTPError
 from traitlets import TraitError
 
-from .contents import gateway_of, inside, user_root
-from .users import current_username
+from .authorization import Actor, Ownership, Roles
+from .contents import folder_for, gateway_of, inside
+from .users import current_actor, current_username
 
 # Server secrets a kernel must never inherit from the server's environment.
 _SECRET_ENV = ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
@@ -94,17 +95,21 @@ class EDAKernelManager(AsyncMappingKernelManager):
     def gateway(self):
         return gateway_of(self)
 
+    # Until eda_gateway wires the shared service: nobody is an admin, only owners
+    # (and the server itself) act on their kernels.
+    ownership: Ownership | None = None
+
+    def _ownership(self) -> Ownership:
+        return self.ownership or Ownership(Roles(()), self.owner_of, lambda session_id: None)
+
     def owner_of(self, kernel_id: str) -> str | None:
         return self._owners.get(kernel_id)
 
     def kernels_of(self, username: str) -> list[str]:
         return [kid for kid, owner in self._owners.items() if owner == username and kid in self]
 
-    def may_act_on(self, kernel_id: str, username: str | None) -> bool:
-        gateway = self.gateway
-        if username is None or (gateway and gateway.is_admin(username)):
-            return True
-        return self._owners.get(kernel_id) == username
+    def may_act_on(self, kernel_id: str, actor: Actor) -> bool:
+        return self._ownership().may_use_kernel(actor, kernel_id)
 
     def _emit(self, event: str, kernel_id: str, owner: str) -> None:
         for listener in list(self.listeners):
@@ -133,10 +138,10 @@ class EDAKernelManager(AsyncMappingKernelManager):
         return merged
 
     def cwd_for_path(self, path, **kwargs):
-        return self._cwd_in_user_root(current_username(), path)
+        return self._cwd_in_user_root(current_actor(), path)
 
-    def _cwd_in_user_root(self, username: str | None, path: str) -> str:
-        root = user_root(self.root_dir, username, self.gateway)
+    def _cwd_in_user_root(self, actor: Actor, path: str) -> str:
+        root = folder_for(self.root_dir, actor, self.ownership, getattr(self.gateway, "disk_quotas", None))
         os_path = os.path.abspath(os.path.join(root, *str(path).strip("/").split("/")))
         if not inside(os_path, root):  # `..` or a symlink out of the folder
             raise HTTPError(400, "kernel path is outside your folder")
@@ -210,10 +215,12 @@ class EDAKernelManager(AsyncMappingKernelManager):
 
     async def start_kernel(self, *, kernel_id=None, path=None, eda_owner=None, **kwargs):
         owner = eda_owner or current_username() or self._default_owner()
+        # eda_owner: the REST runner, starting for a user it has authorized
+        actor = eda_owner or current_actor()
         if kernel_id is not None:
             kernel_id = _require_uuid(kernel_id)
             if kernel_id in self:
-                if not self.may_act_on(kernel_id, owner):
+                if not self.may_act_on(kernel_id, actor):
                     raise HTTPError(403, "This kernel belongs to another user")
                 return kernel_id
         await self._make_room(owner)
@@ -225,7 +232,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
             if workspace:
                 kwargs["env"] = self.kernel_env(owner, workspace, kwargs.get("env"))
             if path is not None:
-                kwargs["cwd"] = self._cwd_in_user_root(owner, path)
+                kwargs["cwd"] = self._cwd_in_user_root(owner or actor, path)
             elif workspace:
                 kwargs["cwd"] = workspace
             kernel_id = await super().start_kernel(kernel_id=kernel_id, **kwargs)
@@ -254,8 +261,8 @@ class EDAKernelManager(AsyncMappingKernelManager):
     # --- listing, restart, removal ------------------------------------------
 
     def list_kernels(self):
-        username = current_username()
-        return [k for k in super().list_kernels() if self.may_act_on(k["id"], username)]
+        actor = current_actor()
+        return [k for k in super().list_kernels() if self.may_act_on(k["id"], actor)]
 
     async def restart_kernel(self, kernel_id, now=False, *, answered=False):
         """``answered``: a verdict already ended what the kernel ran (the sandbox's kills);

@@ -11,8 +11,8 @@ from __future__ import annotations
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from tornado.web import HTTPError
 
-from .contents import gateway_of
-from .users import InvalidUsername, current_username, user_id, username_from_id
+from .authorization import Ownership, Roles
+from .users import InvalidUsername, current_actor, current_username, user_id, username_from_id
 
 _SEP = "|"  # cannot occur in a user id
 
@@ -34,18 +34,17 @@ def _split(stored: str | None) -> tuple[str | None, str | None]:
 class EDASessionManager(SessionManager):
     """SessionManager whose sessions belong to users."""
 
-    @property
-    def gateway(self):
-        return gateway_of(self)
+    # Until eda_gateway wires the shared service: nobody is an admin.
+    ownership: Ownership | None = None
+
+    def _ownership(self) -> Ownership:
+        return self.ownership or Ownership(Roles(()), self.kernel_manager.owner_of, self.owner_of_session)
 
     def _caller(self) -> str:
         username = current_username()
         if not username:
             raise HTTPError(403, "sessions need an authenticated user")
         return username
-
-    def _is_admin(self, username: str | None) -> bool:
-        return bool(username and self.gateway and self.gateway.is_admin(username))
 
     def owner_of_session(self, session_id: str) -> str | None:
         row = self.cursor.execute(
@@ -54,10 +53,8 @@ class EDASessionManager(SessionManager):
         return _split(row["path"])[0] if row else None
 
     def _check_kernel(self, kernel_id: str | None, username: str) -> None:
-        km = self.kernel_manager
-        if kernel_id and kernel_id in km and not self._is_admin(username):
-            if km.owner_of(kernel_id) != username:
-                raise HTTPError(403, "This kernel belongs to another user")
+        if kernel_id and kernel_id in self.kernel_manager and not self._ownership().may_use_kernel(username, kernel_id):
+            raise HTTPError(403, "This kernel belongs to another user")
 
     # --- path-keyed lookups are per caller ----------------------------------
 
@@ -83,7 +80,7 @@ class EDASessionManager(SessionManager):
     async def update_session(self, session_id, **kwargs):
         owner = self.owner_of_session(session_id)
         caller = self._caller()
-        if owner is not None and owner != caller and not self._is_admin(caller):
+        if not self._ownership().may_use_session(caller, session_id):
             raise HTTPError(403, "This session belongs to another user")
         if "kernel_id" in kwargs:
             self._check_kernel(kwargs["kernel_id"], caller)
@@ -103,10 +100,12 @@ class EDASessionManager(SessionManager):
         return model
 
     async def list_sessions(self):
-        caller = current_username()
+        caller = current_actor()
         sessions = await super().list_sessions()
-        if caller is None or self._is_admin(caller):
+        if self._ownership().sees_everything(caller):
             return sessions
+        if not caller:
+            return []  # a request without a user sees no session
         mine = {
             row["session_id"]
             for row in self.cursor.execute("SELECT session_id, path FROM session").fetchall()

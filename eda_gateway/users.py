@@ -2,6 +2,9 @@
 
 Everything in eda_gateway keys on ``current_user.username``, so any
 jupyter_server IdentityProvider (ours, JupyterHub's, the default one) works.
+``current_actor`` is who a manager is acting for (eda_gateway/authorization.py):
+the request's user, ``SERVER`` outside any request, None for a request nobody
+authenticated.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import re
 import string
 
 from jupyter_server import CallContext
+
+from .authorization import SERVER, Actor
 
 # Characters that pass through user_id unchanged. Everything else, including
 # the escape character itself, becomes "_xx" (hex of each UTF-8 byte), so the
@@ -72,3 +77,12 @@ def current_username() -> str | None:
         return None
     user = handler.current_user
     return getattr(user, "username", None) if user else None
+
+
+def current_actor() -> Actor:
+    """Who the current call acts for: the request's user; ``SERVER`` when no request is
+    being handled (the server's own tasks: culling, reclaiming, shutdown, start-up);
+    None for a request without an authenticated user (refused everything)."""
+    if current_handler() is None:
+        return SERVER
+    return current_username() or None

@@ -20,9 +20,11 @@ import re
 import time
 from datetime import datetime, timezone
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..admission import iso
+from ..authorization import ADMIN, HISTORY
 from ..history import KINDS, MAX_BUCKETS
 from .base import API_PREFIX, EDAAPIHandler
 
@@ -82,9 +84,9 @@ class AdminAPIHandler(EDAAPIHandler):
     def readable_user(self) -> str | None:
         """The ``user`` to read: anyone for admins (None = everyone), else only oneself."""
         user = self.get_argument("user", None) or None
-        if self.gateway.is_admin(self.username):
+        if self.permissions.has_scope(self.username, ADMIN):
             return user
-        if user is not None and user != self.username:
+        if user is not None and not self.permissions.may_read_user(self.username, user):
             raise web.HTTPError(403, "only admins may read another user's history")
         return self.username
 
@@ -102,11 +104,12 @@ class AdminAPIHandler(EDAAPIHandler):
 
 
 class AdminUsersHandler(AdminAPIHandler):
+    auth_resource = ADMIN
+
     @web.authenticated
+    @authorized(message="admin only")
     async def get(self):
         gateway = self.gateway
-        if not gateway.is_admin(self.username):
-            raise web.HTTPError(403, "admin only")
         since, until = self.time_range(DEFAULT_ACTIVITY_RANGE)
         summary = await self.read(self.history.summary, since, until) if self.history else {}
         usage = _kernel_usage(gateway)
@@ -148,7 +151,7 @@ class AdminUsersHandler(AdminAPIHandler):
             users.append(
                 {
                     "user": name,
-                    "admin": gateway.is_admin(name),
+                    "admin": self.permissions.has_scope(name, ADMIN),
                     "groups": gateway.groups_of(name),
                     "kernels": kernels,
                     "kernel_count": len(kernels),
@@ -168,7 +171,10 @@ class AdminUsersHandler(AdminAPIHandler):
 
 
 class AdminHistoryHandler(AdminAPIHandler):
+    auth_resource = HISTORY
+
     @web.authenticated
+    @authorized
     async def get(self):
         user = self.readable_user()
         since, until = self.time_range(DEFAULT_HISTORY_RANGE)
@@ -209,7 +215,10 @@ class AdminHistoryHandler(AdminAPIHandler):
 
 
 class AdminEventsHandler(AdminAPIHandler):
+    auth_resource = HISTORY
+
     @web.authenticated
+    @authorized
     async def get(self):
         user = self.readable_user()
         since, until = self.time_range(DEFAULT_ACTIVITY_RANGE)

@@ -1,4 +1,7 @@
-"""The base of every eda_gateway REST handler: JSON in, JSON out."""
+"""The base of every eda_gateway REST handler: JSON in, JSON out.
+
+Each handler declares the scope it needs (``auth_resource``, eda_gateway/authorization.py)
+and guards its methods with jupyter_server's ``@authorized``."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from http import HTTPStatus
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..authorization import EDAAuthorizer
 from .ratelimit_headers import set_rate_limit_headers_for
 
 API_PREFIX = "/advanced-eda/api"
@@ -29,6 +33,14 @@ class EDAAPIHandler(APIHandler):
     @property
     def username(self) -> str:
         return self.current_user.username
+
+    @property
+    def permissions(self) -> EDAAuthorizer:
+        """The server's authorizer, for what a scope alone does not say (whose data)."""
+        authorizer = self.authorizer
+        if not isinstance(authorizer, EDAAuthorizer):  # fail closed: nobody decides, nobody passes
+            raise web.HTTPError(403, "eda_gateway's authorizer is not installed")
+        return authorizer
 
     def json_error(self, status: int, code: str, message: str, **extra) -> None:
         self.set_status(status)

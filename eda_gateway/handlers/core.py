@@ -20,6 +20,8 @@ from jupyter_server.services.shutdown import ShutdownHandler
 from jupyter_server.services.sessions.handlers import SessionRootHandler
 from tornado import web
 
+from ..authorization import ADMIN, handler_has_scope
+
 
 class EDASessionRootHandler(SessionRootHandler):
     async def post(self):
@@ -40,7 +42,7 @@ class EDAMetricsHandler(PrometheusMetricsHandler):
     async def prepare(self):
         await super().prepare()
         if self.settings["authenticate_prometheus"] and self.current_user is not None:
-            if not self.settings["eda_gateway"].is_admin(self.current_user.username):
+            if not handler_has_scope(self, ADMIN):
                 raise web.HTTPError(403, "metrics are for admins")
 
 

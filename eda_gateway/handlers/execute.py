@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..authorization import EXECUTE, STATUS
 from ..datasets import DatasetError
 from ..execution import KernelGone, KernelUnavailable, RunRefused
 from .base import API_PREFIX, EDAAPIHandler
@@ -20,6 +22,8 @@ DRAIN_BODY_BYTES = 1 << 30
 @web.stream_request_body
 class ExecuteCodeHandler(EDAAPIHandler):
     """POST {"code": "..."} -> the run's status, outputs and error (openapi.json)."""
+
+    auth_resource = EXECUTE
 
     def initialize(self):
         self._body = bytearray()
@@ -44,6 +48,7 @@ class ExecuteCodeHandler(EDAAPIHandler):
             self._body.extend(chunk[:room])
 
     @web.authenticated
+    @authorized
     async def post(self, source_id: str):
         if self._body_size > self.max_code_bytes:
             return self.json_error(
@@ -89,7 +94,10 @@ class ExecuteCodeHandler(EDAAPIHandler):
 class DatasetsHandler(EDAAPIHandler):
     """The datasets the caller may use."""
 
+    auth_resource = EXECUTE
+
     @web.authenticated
+    @authorized
     def get(self):
         datasets = self.gateway.execution.catalogue.for_user(self.username)
         self.finish(json.dumps({"datasets": [d.summary() for d in datasets]}))
@@ -98,7 +106,10 @@ class DatasetsHandler(EDAAPIHandler):
 class OpenAPIHandler(EDAAPIHandler):
     """The OpenAPI 3 document of every eda_gateway REST endpoint."""
 
+    auth_resource = STATUS
+
     @web.authenticated
+    @authorized
     def get(self):
         self.finish(openapi_document())
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from tornado import web
 from tornado.routing import Router
 
+from ..authorization import ADMIN, handler_has_scope
+
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # jupyterlab.handlers.*_manager_handler, and build_handler: a build runs yarn and webpack
 # as the server's user, outside every kernel limit, and one user could cancel another's
@@ -24,9 +26,7 @@ class AdminOnlyWritesMixin:
         await super().prepare()
         if self.request.method in READ_METHODS:
             return
-        gateway = self.settings.get("eda_gateway")
-        user = self.current_user
-        if user is None or gateway is None or not gateway.is_admin(user.username):
+        if not handler_has_scope(self, ADMIN):
             raise web.HTTPError(403, "only admins may install, remove, enable or disable JupyterLab extensions, or build JupyterLab")
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..admission import Decision
+from ..authorization import STATUS
 from .base import API_PREFIX, EDAAPIHandler
 from .ratelimit_headers import set_rate_limit_headers, whole_seconds
 
@@ -31,12 +33,15 @@ def write_rate_limited(handler: web.RequestHandler, decision: Decision) -> None:
 class RateLimitStatusHandler(EDAAPIHandler):
     """GET the caller's budget (an admin may ask about anyone with ?user=NAME)."""
 
+    auth_resource = STATUS
+
     @web.authenticated
+    @authorized
     def get(self):
         user = self.get_query_argument("user", None)
         if user is None or user == self.username:
             user = self.username
-        elif not self.gateway.is_admin(self.username):
+        elif not self.permissions.may_read_user(self.username, user):
             return self.json_error(403, "forbidden", "only admins may ask about another user")
         elif not user.strip():
             return self.json_error(400, "bad_request", "user must not be empty")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..authorization import ADMIN, STATUS
 from .base import API_PREFIX, EDAAPIHandler
 
 
@@ -14,12 +16,15 @@ def _iso(epoch: float | None) -> str | None:
 
 
 class SystemStatsHandler(EDAAPIHandler):
+    auth_resource = STATUS
+
     @web.authenticated
+    @authorized
     def get(self):
         gateway = self.gateway
         snap = gateway.telemetry.snapshot
         user = self.username
-        everyone = gateway.is_admin(user)
+        everyone = self.permissions.has_scope(user, ADMIN)
         self.finish(
             {
                 "cpu": {"percent": snap.cpu_percent, "count": snap.cpu_count},

@@ -17,6 +17,8 @@ from harness import GatewayServer, eda_config
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
+from jupyter_core.utils import ensure_event_loop  # noqa: E402
+
 # jupyter_server's own suite (tests/compat) runs for minutes in a subprocess of its own:
 # it starts beside the rest of the suite, once the browser tests (the most sensitive to a
 # busy machine) are done, and its checks run last, when its result is in.
@@ -90,6 +92,17 @@ def make_server(tmp_path):
 
 
 # --- in process (pytest-jupyter) ------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop():
+    """pytest-jupyter's autouse loop fixture, except that it leaves alone a loop another
+    plugin is running: Playwright's sync API runs one for the whole session, and closing
+    it failed the teardown of every test after the browser tests."""
+    loop = ensure_event_loop(prefer_selector_loop=True)
+    yield loop
+    if not loop.is_running():
+        loop.close()
 
 
 @pytest.fixture

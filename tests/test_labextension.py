@@ -10,25 +10,13 @@ It runs here so the one test command (scripts/test.sh -> pytest) covers it.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-EXT = ROOT / "labextension"
-BIN = Path(sys.executable).parent
 
 
-def need(tool: str) -> str:
-    found = shutil.which(tool, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if not found:
-        if os.environ.get("EDA_STRICT") == "1":
-            pytest.fail(f"{tool} is missing (scripts/setup.sh installs it)")
-        pytest.skip(f"{tool} is missing")
-    return found
+from node_tools import BIN, EXT, need
+
+
 
 
 def test_model_unit_tests_pass():

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -19,21 +17,12 @@ import pytest
 
 from eda_gateway.levels import LEVEL_THRESHOLDS, level_of
 
-ROOT = Path(__file__).resolve().parents[1]
-EXT = ROOT / "labextension"
-BIN = Path(sys.executable).parent
+from node_tools import BIN, EXT, ROOT, need
 GENERATED = EXT / "src" / "api-types.ts"
 # what `jlpm gen:types` and `jlpm lint:check` need from node_modules
 NODE_TOOLS = ("openapi-typescript", "eslint", "prettier", "typescript-eslint")
 
 
-def need(tool: str) -> str:
-    found = shutil.which(tool, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if not found:
-        if os.environ.get("EDA_STRICT") == "1":
-            pytest.fail(f"{tool} is missing (scripts/setup.sh installs it)")
-        pytest.skip(f"{tool} is missing")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The activity log: what happened, told once to jupyter_events and to the history.
 
-Sources (wired by the app): admission decisions, sandbox verdicts, kernel life
+Sources (wired by the app): admission decisions (execution bus), sandbox verdicts, kernel life
 cycle, logins. Each becomes one jupyter_events event on the server's
 ``event_logger`` (schemas in ``event_schemas/``, so admins route them with
 ordinary config, e.g. ``c.EventLogger.handlers``) and one row in the history
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import history as h
 from .history import HistoryStore, Sample
+from .ledger import ExecutionAdmitted, ExecutionEvent, ExecutionRefused
 
 log = logging.getLogger(__name__)
 
@@ -56,35 +57,32 @@ class ActivityLog:
 
     # --- sources ----------------------------------------------------------------
 
-    def on_admission(self, event: str, info: dict) -> None:
-        """admission listener: ``admitted`` and ``refused`` are activity; ``finished`` is not."""
-        if event not in ("admitted", "refused"):
+    def on_execution(self, event: ExecutionEvent) -> None:
+        """Execution bus observer: admissions and refusals are activity; the rest is not."""
+        if isinstance(event, ExecutionAdmitted):
+            action, reason = "admitted", None
+        elif isinstance(event, ExecutionRefused):
+            action, reason = "refused", event.reason
+        else:
             return
-        user, kid = info.get("user") or "", info.get("kernel_id") or ""
+        user, kid = event.user or "", event.kernel_id or ""
         self._emit(
             EXECUTION_SCHEMA,
             {
-                "action": event,
+                "action": action,
                 "user": user,
                 "kernel_id": kid,
-                "msg_id": info.get("msg_id"),
-                "source": info.get("source"),
-                "reason": info.get("reason"),
+                "msg_id": event.msg_id,
+                "source": event.source,
+                "reason": reason,
             },
         )
-        if event == "refused":
+        if action == "refused":
             # a refusal costs its sender nothing: counted per user and minute, not a row each
-            self._record(h.EXECUTION_REFUSED, user, counted=True, at=info.get("at"), kernel_id=kid,
-                         source=info.get("source"), reason=info.get("reason"))
+            self._record(h.EXECUTION_REFUSED, user, counted=True, at=event.at, kernel_id=kid,
+                         source=event.source, reason=reason)
             return
-        self._record(
-            h.EXECUTION_ADMITTED,
-            user,
-            at=info.get("at"),
-            kernel_id=kid,
-            source=info.get("source"),
-            reason=info.get("reason"),
-        )
+        self._record(h.EXECUTION_ADMITTED, user, at=event.at, kernel_id=kid, source=event.source, reason=reason)
 
     def on_verdict(self, verdict) -> None:
         """verdict bus listener: a limit ended an execution (or a user's disk is full)."""

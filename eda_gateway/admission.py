@@ -7,9 +7,9 @@ One budget per user, shared by every execution path (kernel websocket and REST):
 - ``max_concurrent_executions`` *kernels* holding at least one admitted, unfinished
   execution ("Run All" queued in one kernel counts once).
 
-A lease (one admitted execution) ends at its ``execute_reply`` (``finish``), when its
-kernel goes idle for it (the kernel watcher in the app), when its kernel dies, restarts
-or stops (``release_kernel``), or at the latest at a safety expiry tied to the
+Admission decides; a lease (one admitted execution) is recorded, and ended, in the
+execution ledger (eda_gateway/ledger.py): at its ``execute_reply``, when its kernel goes
+idle for it, dies, restarts or stops, or at the latest at a safety expiry tied to the
 sandbox's time limit, so no lease can leak.
 
 Everything here is synchronous and never awaits: on the single event loop a check
@@ -25,9 +25,10 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
+from .ledger import ExecutionBus, ExecutionLedger
 from .limits import Limits
 
 log = logging.getLogger(__name__)
@@ -176,28 +177,7 @@ class MemoryStore:
             self._windows.pop(first, None)
 
 
-# --- leases ---------------------------------------------------------------------
-
-
-@dataclass
-class _Execution:
-    msg_id: str
-    user: str
-    source: str
-    started_at: float  # epoch, for people
-    admitted: float  # monotonic
-
-
-@dataclass
-class _KernelLeases:
-    user: str  # the user of the first execution (kernels belong to one user)
-    users: set = field(default_factory=set)  # everyone holding a lease here (admins may run too)
-    # insertion order == the kernel's execution order
-    executions: dict[str, _Execution] = field(default_factory=dict)
-    head_since: float = 0.0  # monotonic time the current head execution could start
-
-
-Listener = Callable[[str, dict], None]
+# --- admission --------------------------------------------------------------------
 
 
 class AdmissionService:
@@ -210,10 +190,12 @@ class AdmissionService:
         store: AdmissionStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        ledger: ExecutionLedger | None = None,
     ) -> None:
-        """An unfinished execution's lease is dropped ``max_execution_time +
-        expiry_extra_seconds`` after it could start (the sandbox has stopped it by then:
-        pass its kill grace plus a margin)."""
+        """Leases live in ``ledger`` (eda_gateway/ledger.py), which must release them in
+        ``store``. Without one, a ledger of its own drops an unfinished execution's lease
+        ``max_execution_time + expiry_extra_seconds`` after it could start (the sandbox has
+        stopped it by then: pass its kill grace plus a margin)."""
         # Limits are static config, but resolving overrides costs ~5 µs: remember them
         # (bounded), sharing one object among users with the same limits.
         interned: dict[Limits, Limits] = {}
@@ -224,14 +206,19 @@ class AdmissionService:
             return interned.setdefault(limits, limits)
 
         self._limits_for = cached_limits
-        self._expiry_extra = expiry_extra_seconds
         self.store: AdmissionStore = store if store is not None else MemoryStore()
         self._clock = clock
         self._wall = wall_clock
-        self._kernels: dict[str, _KernelLeases] = {}
-        self._user_kernels: dict[str, set[str]] = {}  # kernels with leases, per user
+        if ledger is None:
+            ledger = ExecutionLedger(
+                ExecutionBus(),
+                self.store,
+                lambda user: self._limits_for(user).max_execution_time + expiry_extra_seconds,
+                clock,
+                wall_clock,
+            )
+        self.ledger = ledger
         self._first_seen: dict[str, float] = {}
-        self._listeners: list[Listener] = []
 
     # --- the questions ---------------------------------------------------------
 
@@ -239,84 +226,31 @@ class AdmissionService:
         return self._limits_for(username)
 
     def admit(self, username: str, kernel_id: str, msg_id: str, source: str) -> Decision:
+        """Yes (the ledger records the lease) or no, with when to retry."""
         now = self._clock()
         self._first_seen.setdefault(username, self._wall())
-        leases = self._kernels.get(kernel_id)
-        if leases is not None and msg_id in leases.executions:
+        if self.ledger.holds(kernel_id, msg_id):
             return ALLOWED  # the same request again counts once (the websocket refuses a copy: the kernel would run it)
-        self._expire_user(username, now)
+        self.ledger.expire(username)
         limits = self._limits_for(username)
         reason = self.store.acquire(username, kernel_id, now, limits)
         if reason is not None:
             decision = self._refusal(username, reason, now, limits)
-            self._emit("refused", username, kernel_id, msg_id, source, reason)
+            self.ledger.refused(username, kernel_id, msg_id, source, reason)
             return decision
-        if leases is None:
-            leases = self._kernels[kernel_id] = _KernelLeases(username, head_since=now)
-        elif not leases.executions:
-            leases.user = username
-            leases.head_since = now
-        leases.users.add(username)
-        leases.executions[msg_id] = _Execution(msg_id, username, source, self._wall(), now)
-        self._user_kernels.setdefault(username, set()).add(kernel_id)
-        self._emit("admitted", username, kernel_id, msg_id, source, None)
+        self.ledger.begin(username, kernel_id, msg_id, source)
         return ALLOWED
 
-    def finish(self, kernel_id: str, msg_id: str) -> bool:
-        """End one execution's lease; False if it held none."""
-        leases = self._kernels.get(kernel_id)
-        if leases is None:
-            return False
-        execution = leases.executions.pop(msg_id, None)
-        if execution is None:
-            return False
-        leases.head_since = self._clock()  # the next queued cell starts now
-        if not leases.executions:
-            self._drop_kernel(kernel_id, leases)
-        self._emit("finished", execution.user, kernel_id, msg_id, execution.source, None)
-        return True
-
-    def release_kernel(self, kernel_id: str) -> int:
-        """The kernel died, restarted or stopped: end all of its leases."""
-        leases = self._kernels.get(kernel_id)
-        if leases is None:
-            return 0
-        ended = list(leases.executions.values())
-        leases.executions.clear()
-        self._drop_kernel(kernel_id, leases)
-        for execution in ended:
-            self._emit("finished", execution.user, kernel_id, execution.msg_id, execution.source, None)
-        return len(ended)
-
+    # Read-only views of the ledger, for the callers that ask admission.
     def holds(self, kernel_id: str, msg_id: str) -> bool:
-        leases = self._kernels.get(kernel_id)
-        return leases is not None and msg_id in leases.executions
+        return self.ledger.holds(kernel_id, msg_id)
 
     def pending_on(self, kernel_id: str) -> list[str]:
         """msg_ids admitted on this kernel and not finished yet, oldest first."""
-        leases = self._kernels.get(kernel_id)
-        return list(leases.executions) if leases is not None else []
+        return self.ledger.pending_on(kernel_id)
 
     def active_executions(self, username: str | None = None) -> list[dict]:
-        now = self._clock()
-        if username is None:
-            kernel_ids = list(self._kernels)
-            for user in {self._kernels[k].user for k in kernel_ids}:
-                self._expire_user(user, now)
-        else:
-            self._expire_user(username, now)
-        kernel_ids = self._user_kernels.get(username, ()) if username is not None else self._kernels
-        return [
-            {
-                "kernel_id": kid,
-                "msg_id": e.msg_id,
-                "user": e.user,
-                "source": e.source,
-                "started_at": e.started_at,
-            }
-            for kid in list(kernel_ids)
-            for e in self._kernels[kid].executions.values()
-        ]
+        return self.ledger.active_executions(username)
 
     def status(self, username: str, observe: bool = True) -> dict:
         """The rate-limit-status answer (openapi.json).
@@ -329,7 +263,7 @@ class AdmissionService:
             first_seen = self._first_seen.setdefault(username, wall)
         else:
             first_seen = self._first_seen.get(username, wall)
-        self._expire_user(username, now)
+        self.ledger.expire(username)
         limits = self._limits_for(username)
         usage = self.store.usage(username, now, limits)
         limit, window = limits.max_executions_per_minute, limits.window_seconds
@@ -379,9 +313,6 @@ class AdmissionService:
             },
         }
 
-    def add_listener(self, callback: Listener) -> None:
-        self._listeners.append(callback)
-
     # --- internals ------------------------------------------------------------
 
     def _refusal(self, username: str, reason: str, now: float, limits: Limits) -> Decision:
@@ -406,65 +337,8 @@ class AdmissionService:
         """Seconds until a busy kernel must be free: its current execution ends by the
         sandbox's time limit at the latest (usually much sooner); at least 1 s."""
         limit = self._limits_for(username).max_execution_time
-        waits = [
-            self._kernels[kid].head_since + limit - now
-            for kid in self._user_kernels.get(username, ())
-            if kid in self._kernels
-        ]
+        waits = [since + limit - now for since in self.ledger.head_starts(username)]
         return max(1.0, min(waits)) if waits else 1.0
-
-    def _expire_user(self, username: str, now: float) -> None:
-        """Drop leases older than the safety budget (their end went unseen)."""
-        kernel_ids = self._user_kernels.get(username)
-        if not kernel_ids:
-            return
-        budget = self._limits_for(username).max_execution_time + self._expiry_extra
-        for kid in list(kernel_ids):
-            leases = self._kernels.get(kid)
-            if leases is None:
-                kernel_ids.discard(kid)
-                continue
-            while leases.executions and now - leases.head_since > budget:
-                msg_id, execution = next(iter(leases.executions.items()))
-                log.warning(
-                    "eda_gateway: lease of %s on kernel %s expired after %.0f s without an end",
-                    msg_id,
-                    kid,
-                    budget,
-                )
-                del leases.executions[msg_id]
-                leases.head_since += budget
-                self._emit("finished", execution.user, kid, msg_id, execution.source, "expired")
-            if not leases.executions:
-                self._drop_kernel(kid, leases)
-
-    def _drop_kernel(self, kernel_id: str, leases: _KernelLeases) -> None:
-        self._kernels.pop(kernel_id, None)
-        now = self._clock()
-        for user in leases.users or {leases.user}:
-            user_kernels = self._user_kernels.get(user)
-            if user_kernels is not None:
-                user_kernels.discard(kernel_id)
-                if not user_kernels:
-                    del self._user_kernels[user]
-            self.store.release(user, kernel_id, now)
-
-    def _emit(self, event, user, kernel_id, msg_id, source, reason) -> None:
-        if not self._listeners:
-            return
-        info = {
-            "user": user,
-            "kernel_id": kernel_id,
-            "msg_id": msg_id,
-            "source": source,
-            "reason": reason,
-            "at": self._wall(),
-        }
-        for callback in list(self._listeners):
-            try:
-                callback(event, info)
-            except Exception:
-                log.exception("eda_gateway: admission listener failed on %s", event)
 
 
 def iso(epoch: float) -> str:

@@ -30,7 +30,8 @@ from . import http_limits
 from .refusal_flood import RefusalFlood
 from .refusal_log import RefusalLog, quiet_refusals
 from .isolation import start_isolation
-from .admission import SAFETY_MARGIN_SECONDS, AdmissionService
+from .admission import SAFETY_MARGIN_SECONDS, AdmissionService, MemoryStore
+from .ledger import ExecutionBus, ExecutionLedger
 from .kernels import EDAKernelManager
 from .lease_keeper import LeaseKeeper
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, require_positive, validate_user_limits
@@ -297,24 +298,43 @@ class EDAGateway(ExtensionApp):
         self.verdicts = VerdictBus()
         self.connections = self._size_for_connections()
         self.kernel_manager.listeners.append(self._on_kernel_event)
-        # one per-user execution budget for every path; leases end with their kernel
-        self.admission = AdmissionService(
-            self.limits_for,
-            expiry_extra_seconds=self.sandbox_config.interrupt_grace + SAFETY_MARGIN_SECONDS,
+        # one per-user execution budget for every path; every lease begins and ends in the
+        # ledger, whose bus stops a kernel when a limit's subscriber fails on it
+        async def stop_unlimited_kernel(kernel_id: str) -> None:
+            await self.sandbox.kill_tree(kernel_id)
+            if kernel_id in self.kernel_manager:
+                await self.kernel_manager.shutdown_kernel(kernel_id, now=True)
+
+        lease_store = MemoryStore()
+        expiry_extra = self.sandbox_config.interrupt_grace + SAFETY_MARGIN_SECONDS
+        self.execution_bus = ExecutionBus(stop_kernel=stop_unlimited_kernel, logger=self.log)
+        self.ledger = ExecutionLedger(
+            self.execution_bus, lease_store, lambda user: self.admission.limits(user).max_execution_time + expiry_extra
         )
+        self.admission = AdmissionService(self.limits_for, store=lease_store, ledger=self.ledger)
         self.refusal_log = RefusalLog(self.log)
-        self.lease_keeper = LeaseKeeper(self.admission, self.kernel_manager)
+        self.lease_keeper = LeaseKeeper(self.ledger, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
         self._start_sandbox()
         if self.disk_quotas is not None:
             self.telemetry.listeners.append(self.disk_quotas.check)  # a kernel filled its volume
         # before any listener below releases leases: what still waits gets its answer
-        endings = KernelEndings(self.verdicts, self.admission.pending_on, self.sandbox.memory_verdict_for)
+        endings = KernelEndings(self.verdicts, self.ledger.pending_on, self.sandbox.memory_verdict_for)
         self.kernel_manager.listeners.insert(0, endings.on_kernel_event)
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.isolation = start_isolation(self)  # kernels must not reach each other (docs/isolation.md)
-        self.execution = ExecutionService(self, self.datasets_catalogue, self.max_output_bytes)
+        self.execution = ExecutionService(
+            self.admission, self.ledger, self.kernel_manager, self.verdicts, self.sandbox, self.limits_for,
+            self.sandbox_config.interrupt_grace, self.datasets_catalogue, self.max_output_bytes, self.log,
+        )
+        # jupyter_server builds kernel websocket connections itself: what they use, in one object
+        from .websocket import SETTINGS_KEY as CONNECTION_SERVICES, ConnectionServices
+
+        self.settings[CONNECTION_SERVICES] = ConnectionServices(
+            self.admission, self.ledger, self.connections, self.refusal_log, self.refusal_flood, self.verdicts,
+            self.sandbox, self.kernel_manager.listeners,
+        )
         self._start_history()
         # Services wired below (admission, sandbox, telemetry, ...) are
         # attributes of this app; handlers reach them via settings["eda_gateway"].
@@ -438,7 +458,7 @@ class EDAGateway(ExtensionApp):
         if event_logger is not None:
             register_schemas(event_logger)
         self.activity = ActivityLog(event_logger, self.history, self.kernel_manager.owner_of)
-        self.admission.add_listener(self.activity.on_admission)
+        self.execution_bus.observe(self.activity.on_execution)
         self.verdicts.add_listener(self.activity.on_verdict)
         self.kernel_manager.listeners.append(self.activity.on_kernel_event)
         self.activity.watch_logins(self.serverapp.identity_provider)

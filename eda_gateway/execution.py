@@ -12,8 +12,8 @@ the idle status (ipykernel 7 sends the reply before the execute_result). It
 listens for sandbox verdicts while the run is in flight.
 
 ``ExecutionService`` puts them together with admission: admit, then run
-serialized per dataset kernel, and always end the lease (``finally``), even if
-the HTTP client has gone away.
+serialized per dataset kernel, and always end the lease in the execution ledger
+(``finally``, with why it ended), even if the HTTP client has gone away.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from queue import Empty
 from tornado.web import HTTPError
 
 from .datasets import Dataset, DatasetCatalogue
+from . import ledger as lease_ends
 from .outputs import OUTPUT_MSG_TYPES, OutputCollector
 from .verdicts import BACKGROUND_EXECUTION_TIMEOUT, ENDINGS, EXECUTION_TIMEOUT, KERNEL_DIED, KERNEL_RESTARTED, Verdict
 
@@ -443,16 +444,28 @@ class DatasetKernels:
             self._close_client(managed)
 
 
-class ExecutionService:
-    """Admit, then run on the caller's dataset kernel, one execution at a time per kernel."""
+# How a run that got no reply ended, as the ledger names it.
+_LEDGER_REASONS = {None: lease_ends.REPLIED, "killed": lease_ends.KILLED, "died": lease_ends.KERNEL_DIED,
+                   "restarted": lease_ends.KERNEL_RESTARTED, "deadline": lease_ends.ABANDONED}
 
-    def __init__(self, gateway, catalogue: DatasetCatalogue, max_output_bytes: int):
-        self.gateway = gateway
+
+class ExecutionService:
+    """Admit, then run on the caller's dataset kernel, one execution at a time per kernel.
+
+    Collaborators: ``admission`` (admit), ``ledger`` (finish), the kernel manager, the
+    verdict bus, the sandbox (``allocation_refused``), ``limits_for`` and the sandbox's
+    ``interrupt_grace``.
+    """
+
+    def __init__(self, admission, ledger, kernel_manager, verdicts, sandbox, limits_for, interrupt_grace: float,
+                 catalogue: DatasetCatalogue, max_output_bytes: int, log):
+        self.admission = admission
+        self.ledger = ledger
+        self.limits_for = limits_for
+        self.interrupt_grace = interrupt_grace
         self.catalogue = catalogue
-        self.runner = KernelRunner(
-            gateway.kernel_manager, gateway.verdicts, gateway.sandbox, max_output_bytes, gateway.log
-        )
-        self.kernels = DatasetKernels(gateway.kernel_manager, self.runner, gateway.limits_for, gateway.log)
+        self.runner = KernelRunner(kernel_manager, verdicts, sandbox, max_output_bytes, log)
+        self.kernels = DatasetKernels(kernel_manager, self.runner, limits_for, log)
 
     async def execute(self, username: str, source_id: str, code: str) -> RunResult:
         """Raises DatasetError (4xx), RunRefused (429), KernelGone, KernelUnavailable,
@@ -472,27 +485,29 @@ class ExecutionService:
         kernel_id = managed.kernel_id
         # The id exists before admission, so that the lease names this execution.
         msg_id = uuid.uuid4().hex
-        admission = self.gateway.admission
-        decision = admission.admit(username, kernel_id, msg_id, "api")
+        decision = self.admission.admit(username, kernel_id, msg_id, "api")
         if not decision.allowed:
             raise RunRefused(decision)
+        reason = lease_ends.ABANDONED  # unless a run says otherwise
         try:
             async with managed.lock:
                 await self.kernels.hold(managed)
                 try:
-                    return await self._run_held(managed, username, code, msg_id)
+                    result = await self._run_held(managed, username, code, msg_id)
+                    reason = _LEDGER_REASONS.get(result.ended, lease_ends.ABANDONED)
+                    return result
                 finally:
                     self.kernels.let_go(managed)
         finally:
-            admission.finish(kernel_id, msg_id)
+            self.ledger.finish(kernel_id, msg_id, reason)
 
     async def _run_held(self, managed: ManagedKernel, username: str, code: str, msg_id: str) -> RunResult:
         """One run on the dataset kernel; ``managed.lock`` held."""
         await self.kernels.prepare(managed)
         request = self.runner.new_request(managed.client, code, msg_id=msg_id)
-        limits = self.gateway.limits_for(username)
+        limits = self.limits_for(username)
         # A backstop only: the sandbox ends long runs with a verdict well before.
-        deadline = limits.max_execution_time + self.gateway.sandbox_config.interrupt_grace + 30
+        deadline = limits.max_execution_time + self.interrupt_grace + 30
         result = await self.runner.run(managed.kernel_id, managed.client, request, deadline)
         if result.ended in ("killed", "died"):
             managed.expect_restart = True

@@ -1,4 +1,4 @@
-"""Ends admission leases from the kernel's side, so none outlives its execution.
+"""Ends leases in the execution ledger from the kernel's side, so none outlives its execution.
 
 The kernel websocket ends a lease at the ``execute_reply`` it forwards, but a reply
 can be lost to the lease: the client disconnects, or reconnects with a new session
@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .admission import AdmissionService
+from typing import Protocol
+
+from .ledger import IDLE, KERNEL_DIED, KERNEL_RESTARTED, KERNEL_STOPPED, KILLED
 from .verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,19 @@ log = logging.getLogger(__name__)
 _REWATCH_DELAY = 2.0
 
 
+class Leases(Protocol):
+    """What the lease keeper needs of the execution ledger (eda_gateway/ledger.py)."""
+
+    def holds(self, kernel_id: str, msg_id: str) -> bool: ...
+
+    def finish(self, kernel_id: str, msg_id: str, reason: str) -> bool: ...
+
+    def end_kernel(self, kernel_id: str, reason: str) -> int: ...
+
+
 class LeaseKeeper:
-    def __init__(self, admission: AdmissionService, kernel_manager) -> None:
-        self.admission = admission
+    def __init__(self, ledger: Leases, kernel_manager) -> None:
+        self.ledger = ledger
         self.kernel_manager = kernel_manager
         self._streams: dict[str, object] = {}
         self._callbacks: dict[str, tuple] = {}
@@ -40,10 +52,10 @@ class LeaseKeeper:
             self._watch(kernel_id)
             self._add_restart_callbacks(kernel_id)
         elif event == "restarted":
-            self.admission.release_kernel(kernel_id)
+            self.ledger.end_kernel(kernel_id, KERNEL_RESTARTED)
             self._watch(kernel_id)
         elif event == "stopped":
-            self.admission.release_kernel(kernel_id)
+            self.ledger.end_kernel(kernel_id, KERNEL_STOPPED)
             self._unwatch(kernel_id)
             self._callbacks.pop(kernel_id, None)
 
@@ -51,18 +63,18 @@ class LeaseKeeper:
 
     def on_verdict(self, verdict: Verdict) -> None:
         if verdict.killed:
-            self.admission.release_kernel(verdict.kernel_id)
+            self.ledger.end_kernel(verdict.kernel_id, KILLED)
 
     # --- internals ----------------------------------------------------------------
 
     def _add_restart_callbacks(self, kernel_id: str) -> None:
         def restarting() -> None:
             log.info("eda_gateway: kernel %s died and is restarting: its leases end", kernel_id)
-            self.admission.release_kernel(kernel_id)
+            self.ledger.end_kernel(kernel_id, KERNEL_DIED)
             asyncio.get_event_loop().call_later(_REWATCH_DELAY, self._rewatch_if_alive, kernel_id)
 
         def dead() -> None:
-            self.admission.release_kernel(kernel_id)
+            self.ledger.end_kernel(kernel_id, KERNEL_DIED)
 
         try:
             self.kernel_manager.add_restart_callback(kernel_id, restarting, "restart")
@@ -83,7 +95,7 @@ class LeaseKeeper:
             log.exception("eda_gateway: cannot watch iopub of kernel %s", kernel_id)
             return
         session = self.kernel_manager.get_kernel(kernel_id).session
-        admission = self.admission
+        ledger = self.ledger
 
         def on_iopub(msg_list) -> None:
             try:
@@ -94,10 +106,10 @@ class LeaseKeeper:
                     return
                 parent = session.unpack(parts[2])
                 msg_id = parent.get("msg_id")
-                if not msg_id or not admission.holds(kernel_id, msg_id):
+                if not msg_id or not ledger.holds(kernel_id, msg_id):
                     return
                 if session.unpack(parts[4]).get("execution_state") == "idle":
-                    admission.finish(kernel_id, msg_id)
+                    ledger.finish(kernel_id, msg_id, IDLE)
             except Exception:
                 log.exception("eda_gateway: bad iopub message from kernel %s", kernel_id)
 

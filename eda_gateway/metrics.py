@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from .ledger import ExecutionAdmitted, ExecutionEvent, ExecutionRefused
+
 USER_MEMORY = Gauge("eda_gateway_user_memory_bytes", "Memory used by a user's kernels", ["user"])
 USER_CPU = Gauge("eda_gateway_user_cpu_percent", "CPU used by a user's kernels, % of one core", ["user"])
 USER_KERNELS = Gauge("eda_gateway_user_kernels", "Kernels a user has running", ["user"])
@@ -36,11 +38,12 @@ def on_snapshot(snapshot) -> None:
     SAMPLE_SECONDS.set(snapshot.duration_seconds)
 
 
-def on_admission(event: str, info: dict) -> None:
-    if event == "admitted":
-        ADMITTED.labels(info.get("source") or "unknown").inc()
-    elif event == "refused":
-        REFUSED.labels(info.get("reason") or "unknown").inc()
+def on_execution(event: ExecutionEvent) -> None:
+    """Execution bus observer."""
+    if isinstance(event, ExecutionAdmitted):
+        ADMITTED.labels(event.source or "unknown").inc()
+    elif isinstance(event, ExecutionRefused):
+        REFUSED.labels(event.reason or "unknown").inc()
 
 
 def on_verdict(verdict) -> None:
@@ -53,6 +56,6 @@ def install(gateway) -> None:
     ENFORCEMENT.labels(gateway.sandbox.enforcement).set(1)
     gateway.telemetry.listeners.append(on_snapshot)
     gateway.verdicts.add_listener(on_verdict)
-    admission = getattr(gateway, "admission", None)
-    if admission is not None:
-        admission.add_listener(on_admission)
+    ledger = getattr(gateway, "ledger", None)
+    if ledger is not None:
+        ledger.bus.observe(on_execution)

@@ -1,7 +1,7 @@
 """Kernel websocket that asks admission before any code reaches the kernel.
 
 Every ``execute_request`` (legacy JSON frames and ``v1.kernel.websocket.jupyter.org``)
-is checked with ``gateway.admission``. A refused one never reaches the kernel: the
+is checked with admission. A refused one never reaches the kernel: the
 client gets, parented to its request, iopub ``busy`` / ``error`` (``RateLimitExceeded``)
 / ``idle`` and a shell ``execute_reply`` with ``status: "error"``, so the cell ends
 cleanly instead of hanging. A request admission could not count is refused the same
@@ -14,15 +14,21 @@ A connection that keeps drawing refusals is answered late, then closed with clos
 ``max_connections_per_user`` kernel websockets: one more is answered HTTP 429 with a
 JSON body before the upgrade, before any ZMQ socket is opened for it.
 
-Leases end at the ``execute_reply`` seen here (the lease keeper also ends them when
-the kernel goes idle, restarts, dies or stops). Sandbox verdicts arrive on
-``gateway.verdicts``: a killed kernel's in-flight executions are ended here with the
-verdict's error; an interrupted execution's error and reply are renamed to it.
+Leases live in the execution ledger (eda_gateway/ledger.py): this ends them there at
+the ``execute_reply`` seen here (the lease keeper also ends them when the kernel goes
+idle, restarts, dies or stops). Sandbox verdicts arrive on the verdict bus: a killed
+kernel's in-flight executions are ended here with the verdict's error; an interrupted
+execution's error and reply are renamed to it.
+
+jupyter_server builds the connection itself, so its collaborators come from one place:
+the ``ConnectionServices`` the app puts in the web app's settings (``SETTINGS_KEY``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from jupyter_client.jsonutil import json_default
 from jupyter_server._tz import utcnow
@@ -35,12 +41,28 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
+from .ledger import KILLED, REPLIED, UNDELIVERED
 from .refusal_flood import CLOSE_CODE as FLOOD_CLOSE_CODE
 from .verdicts import INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
 TOO_MANY_CONNECTIONS = "TooManyConnections"
 KERNEL_GONE = 1001  # websocket close code "going away"
+SETTINGS_KEY = "eda_connection_services"
+
+
+@dataclass(frozen=True)
+class ConnectionServices:
+    """Everything a kernel websocket connection uses, and nothing else of the app."""
+
+    admission: object  # admit(user, kernel_id, msg_id, source) -> Decision
+    ledger: object  # holds(kernel_id, msg_id), finish(kernel_id, msg_id, reason)
+    connections: object  # ConnectionLimiter: acquire / release
+    refusal_log: object  # RefusalLog: refused(user, *log_line)
+    refusal_flood: Callable[[], object]  # a new RefusalFlood per connection
+    verdicts: object  # VerdictBus: subscribe / recent
+    sandbox: object  # refuses_allocations, allocation_refused(kernel_id, msg_id, content)
+    kernel_listeners: list  # EDAKernelManager.listeners
 
 
 def ending_messages(
@@ -109,8 +131,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         self._flooded = False
 
     @property
-    def gateway(self):
-        return self.websocket_handler.settings["eda_gateway"]
+    def services(self) -> ConnectionServices:
+        return self.websocket_handler.settings[SETTINGS_KEY]
 
     @property
     def username(self) -> str:
@@ -121,9 +143,9 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     async def prepare(self):
         # Counted before jupyter_server opens any ZMQ socket for us (its prepare asks
         # for kernel_info on one); refused here, the answer is plain HTTP, before the upgrade.
-        refusal = self.gateway.connections.acquire(self.username, self, self._handler_alive)
+        refusal = self.services.connections.acquire(self.username, self, self._handler_alive)
         if refusal is not None:
-            self.gateway.refusal_log.refused(self.username, "eda_gateway: refused a kernel connection of %s: %s",
+            self.services.refusal_log.refused(self.username, "eda_gateway: refused a kernel connection of %s: %s",
                                              self.username, refusal)
             handler = self.websocket_handler
             handler.set_status(429)
@@ -133,7 +155,7 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         try:
             await self._prepare()
         except BaseException:
-            self.gateway.connections.release(self)  # no websocket: no on_close will come
+            self.services.connections.release(self)  # no websocket: no on_close will come
             raise
 
     def _handler_alive(self) -> bool:
@@ -155,26 +177,26 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         self.websocket_handler.set_nodelay(True)
         connected = super().connect()
         if connected is not None and self._unsubscribe is None:
-            self._unsubscribe = self.gateway.verdicts.subscribe(self.kernel_id, self._on_verdict)
-            self.gateway.kernel_manager.listeners.append(self._on_kernel_event)
+            self._unsubscribe = self.services.verdicts.subscribe(self.kernel_id, self._on_verdict)
+            self.services.kernel_listeners.append(self._on_kernel_event)
         return connected
 
     def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         # jupyter_server leaves a stopped kernel's websockets open: they would hold their
         # place (and their ZMQ sockets) until the client noticed.
         if event == "stopped" and kernel_id == self.kernel_id:
-            self.gateway.connections.release(self)
+            self.services.connections.release(self)
             if self.websocket_handler.ws_connection is not None:
                 self.websocket_handler.close(KERNEL_GONE, "the kernel was shut down")
 
     def disconnect(self):
         # however the connection ends (client gone, kernel gone, error); safe twice
-        self.gateway.connections.release(self)
+        self.services.connections.release(self)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
             try:
-                self.gateway.kernel_manager.listeners.remove(self._on_kernel_event)
+                self.services.kernel_listeners.remove(self._on_kernel_event)
             except ValueError:
                 pass
         # Unanswered requests keep their leases: the kernel is still running them and
@@ -195,16 +217,16 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             channel, header, msg = self._parse(incoming_msg)
         except Exception as e:  # whatever a client sends: drop it, keep the socket
             # a line per message would let one client grow the log without bound
-            self.gateway.refusal_log.refused(self.username, "eda_gateway: dropped a malformed kernel message "
+            self.services.refusal_log.refused(self.username, "eda_gateway: dropped a malformed kernel message "
                                              "from %s (%s)", self.username, type(e).__name__)
             return
         if channel not in self.channels:
-            self.gateway.refusal_log.refused(self.username, "No such channel: %r", str(channel)[:64])
+            self.services.refusal_log.refused(self.username, "No such channel: %r", str(channel)[:64])
             return
         if header is not None:
             allowed_types = self.multi_kernel_manager.allowed_message_types
             if allowed_types and header.get("msg_type") not in allowed_types:
-                self.gateway.refusal_log.refused(self.username, "Received message of type %r, which is not allowed.",
+                self.services.refusal_log.refused(self.username, "Received message of type %r, which is not allowed.",
                                                  str(header.get("msg_type"))[:64])
                 return
             if header.get("msg_type") == "execute_request":
@@ -224,7 +246,7 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
                              self.username, type(e).__name__)
             if header is not None and header.get("msg_type") == "execute_request":
                 msg_id = header.get("msg_id")  # admitted above, so a string
-                self.gateway.admission.finish(self.kernel_id, msg_id)
+                self.services.ledger.finish(self.kernel_id, msg_id, UNDELIVERED)
                 self._inflight.pop(msg_id, None)
 
     def _parse(self, incoming_msg) -> tuple[str, dict | None, object]:
@@ -260,11 +282,11 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         if not isinstance(msg_id, str) or not msg_id:
             self._refuse_invalid(header, "an execute_request needs a msg_id (a non-empty string)")
             return False
-        if self.gateway.admission.holds(self.kernel_id, msg_id):
+        if self.services.ledger.holds(self.kernel_id, msg_id):
             # admission counts a msg_id once, but the kernel would run every copy
             self._refuse_invalid(header, f"msg_id {msg_id[:64]!r} is already running on this kernel")
             return False
-        decision = self.gateway.admission.admit(self.username, self.kernel_id, msg_id, "notebook")
+        decision = self.services.admission.admit(self.username, self.kernel_id, msg_id, "notebook")
         if decision.allowed:
             self._inflight[msg_id] = header
             return True
@@ -287,9 +309,9 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     def _answer_refusal(self, messages: list[tuple[str, dict]], *log_line) -> None:
         """Answer now, later, or close a connection that keeps drawing refusals
         (eda_gateway/refusal_flood.py); log lines are rate-limited (eda_gateway/refusal_log.py)."""
-        self.gateway.refusal_log.refused(self.username, *log_line)
+        self.services.refusal_log.refused(self.username, *log_line)
         if self._flood is None:
-            self._flood = self.gateway.refusal_flood()
+            self._flood = self.services.refusal_flood()
         delay = self._flood.refused()
         if delay is None:
             self._flooded = True
@@ -321,10 +343,10 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
                     return  # we already ended this execution for the client
                 if msg_type == "execute_reply":
                     self._inflight.pop(parent_id, None)
-                    self.gateway.admission.finish(self.kernel_id, parent_id)
-                if self.gateway.sandbox.refuses_allocations:
+                    self.services.ledger.finish(self.kernel_id, parent_id, REPLIED)
+                if self.services.sandbox.refuses_allocations:
                     # publishes a verdict (and so a rewrite) if the backstop refused memory
-                    self.gateway.sandbox.allocation_refused(self.kernel_id, parent_id, self.session.unpack(parts[3]))
+                    self.services.sandbox.allocation_refused(self.kernel_id, parent_id, self.session.unpack(parts[3]))
                 verdict = self._rewrite_for(parent_id, msg_type)
                 if verdict is not None:
                     msg = self.session.deserialize(fed)
@@ -340,8 +362,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     def _verdict_possible(self) -> bool:
         return (
             bool(self._rewrites)
-            or self.gateway.sandbox.refuses_allocations
-            or self.gateway.verdicts.recent(self.kernel_id) is not None
+            or self.services.sandbox.refuses_allocations
+            or self.services.verdicts.recent(self.kernel_id) is not None
         )
 
     def _rewrite_for(self, msg_id: str | None, msg_type: str) -> Verdict | None:
@@ -349,7 +371,7 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             return None
         verdict = self._rewrites.get(msg_id)
         if verdict is None:
-            recent = self.gateway.verdicts.recent(self.kernel_id, msg_id)
+            recent = self.services.verdicts.recent(self.kernel_id, msg_id)
             if recent is not None and not recent.killed and recent.msg_id == msg_id:
                 verdict = recent
         if verdict is not None and msg_type == "execute_reply":
@@ -364,7 +386,7 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         # The kernel was killed: no reply will come for anything it was running.
         for msg_id, header in list(self._inflight.items()):
             self._ended.add(msg_id)
-            self.gateway.admission.finish(self.kernel_id, msg_id)
+            self.services.ledger.finish(self.kernel_id, msg_id, KILLED)
             self._write_all(ending_messages(self.session, header, verdict.ename, verdict.evalue,
                                             details=verdict.details))
         self._inflight.clear()

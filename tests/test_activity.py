@@ -20,6 +20,7 @@ from eda_gateway.activity import (
     register_schemas,
     schema_paths,
 )
+from eda_gateway.ledger import ExecutionAdmitted, ExecutionFinished, ExecutionRefused, ExecutionStarted
 from eda_gateway.verdicts import Verdict
 from harness import GatewayServer
 
@@ -73,12 +74,10 @@ def test_schemas_refuse_malformed_events(schema_id, data):
 def test_each_source_emits_a_valid_event():
     logger, captured = logger_with_capture()
     log = ActivityLog(logger, None, owner_of={"k1": "alice"}.get)
-    log.on_admission("admitted", {"user": "alice", "kernel_id": "k1", "msg_id": "m1", "source": "notebook",
-                                  "reason": None, "at": 1.0})
-    log.on_admission("refused", {"user": "alice", "kernel_id": "k1", "msg_id": "m2", "source": "api",
-                                 "reason": "per_minute", "at": 2.0})
-    log.on_admission("finished", {"user": "alice", "kernel_id": "k1", "msg_id": "m1", "source": "notebook",
-                                  "reason": None, "at": 3.0})  # not activity
+    log.on_execution(ExecutionAdmitted("alice", "k1", "m1", "notebook", 1.0))
+    log.on_execution(ExecutionStarted("alice", "k1", "m1", "notebook", 1.0))  # not activity
+    log.on_execution(ExecutionRefused("alice", "k1", "m2", "api", 2.0, "per_minute"))
+    log.on_execution(ExecutionFinished("alice", "k1", "m1", "notebook", 3.0, "replied"))  # not activity
     log.on_verdict(Verdict("MemoryLimitExceeded", "over 512 MiB", "k1", "m3", killed=True))
     log.on_kernel_event("started", "k1", "alice")
     log.on_kernel_event("stopped", "k1", "alice")

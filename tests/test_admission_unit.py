@@ -1,11 +1,12 @@
 """AdmissionService on its own, with a hand-driven clock: exact window arithmetic,
-concurrency leases, overrides, expiry, memory bounds and listeners."""
+concurrency leases (in its ledger), overrides, expiry, memory bounds and events."""
 
 from __future__ import annotations
 
 import pytest
 
 from eda_gateway.admission import CONCURRENT, PER_MINUTE, AdmissionService, MemoryStore
+from eda_gateway.ledger import KERNEL_STOPPED, REPLIED
 from eda_gateway.limits import LimitPolicy, Limits
 
 
@@ -36,7 +37,7 @@ def admit_and_finish(svc, user="alice", kernel="k1", n=1, start=0):
     for i in range(start, start + n):
         d = svc.admit(user, kernel, f"m{i}", "notebook")
         assert d.allowed, (i, d)
-        svc.finish(kernel, f"m{i}")
+        svc.ledger.finish(kernel, f"m{i}", REPLIED)
 
 
 def test_window_admits_exactly_the_limit_and_says_when_to_retry():
@@ -89,9 +90,9 @@ def test_concurrency_counts_kernels_not_queued_cells():
     assert {e["source"] for e in status["active_executions"]} == {"notebook", "api"}
     # k1 stays busy until its last queued cell ends
     for i in range(1, 6):
-        svc.finish("k1", f"a{i}")
+        svc.ledger.finish("k1", f"a{i}", REPLIED)
     assert not svc.admit("alice", "k3", "c1", "notebook").allowed
-    svc.finish("k1", "a6")
+    svc.ledger.finish("k1", "a6", REPLIED)
     assert svc.admit("alice", "k3", "c1", "notebook").allowed
 
 
@@ -100,11 +101,11 @@ def test_release_kernel_ends_all_its_leases():
     for i in range(3):
         assert svc.admit("alice", "k1", f"a{i}", "notebook").allowed
     assert not svc.admit("alice", "k2", "b", "notebook").allowed
-    assert svc.release_kernel("k1") == 3
+    assert svc.ledger.end_kernel("k1", KERNEL_STOPPED) == 3
     assert svc.active_executions("alice") == []
     assert svc.admit("alice", "k2", "b", "notebook").allowed
-    assert svc.release_kernel("unknown") == 0
-    assert not svc.finish("k1", "a0")  # already ended: a no-op
+    assert svc.ledger.end_kernel("unknown", KERNEL_STOPPED) == 0
+    assert not svc.ledger.finish("k1", "a0", REPLIED)  # already ended: a no-op
 
 
 def test_safety_expiry_ends_a_lease_nobody_ended():
@@ -122,7 +123,7 @@ def test_queued_cells_get_their_own_budget_from_when_they_could_start():
     assert svc.admit("alice", "k1", "a", "notebook").allowed
     assert svc.admit("alice", "k1", "b", "notebook").allowed
     tick(40.0)
-    svc.finish("k1", "a")  # b starts now
+    svc.ledger.finish("k1", "a", REPLIED)  # b starts now
     tick(40.0)  # 80 s after b was admitted, 40 s after it could start
     assert [e["msg_id"] for e in svc.active_executions("alice")] == ["b"]
 
@@ -161,15 +162,15 @@ def test_status_levels_and_fields():
     assert svc.admit("alice", "k9", "live", "api").allowed is False
 
 
-def test_listener_sees_admitted_finished_refused():
+def test_bus_sees_admitted_started_refused_finished():
     svc, _ = service(limit=1)
     events = []
-    svc.add_listener(lambda event, info: events.append((event, info["msg_id"], info["reason"], info["user"])))
+    svc.ledger.bus.observe(lambda e: events.append((type(e).__name__, e.msg_id, getattr(e, "reason", None), e.user)))
     svc.admit("alice", "k1", "a", "api")
     svc.admit("alice", "k1", "b", "api")
-    svc.finish("k1", "a")
-    assert events == [("admitted", "a", None, "alice"), ("refused", "b", "per_minute", "alice"),
-                      ("finished", "a", None, "alice")]
+    svc.ledger.finish("k1", "a", REPLIED)
+    assert events == [("ExecutionAdmitted", "a", None, "alice"), ("ExecutionStarted", "a", None, "alice"),
+                      ("ExecutionRefused", "b", "per_minute", "alice"), ("ExecutionFinished", "a", "replied", "alice")]
 
 
 def test_window_memory_is_bounded_by_the_limit():
@@ -177,7 +178,7 @@ def test_window_memory_is_bounded_by_the_limit():
     svc, tick = service(limit=10, window=60, store=store)
     for i in range(1000):
         svc.admit("alice", "k1", f"m{i}", "notebook")
-        svc.finish("k1", f"m{i}")
+        svc.ledger.finish("k1", f"m{i}", REPLIED)
         tick(7.0)
     assert len(store._users["alice"].times) == 10
 

@@ -46,7 +46,8 @@ class Sandbox:
         self.log = log
         self.backend: Backend | None = None
         self.kernels: dict[str, ConfinedKernel] = {}
-        self.watchdog = Watchdog(self, config.watchdog_interval)
+        self.watchdog = Watchdog(self, gateway.ledger, gateway.kernel_manager, gateway.verdicts,
+                                 gateway.limits_for, config.watchdog_interval)
 
     # --- life ----------------------------------------------------------------
     @property

@@ -1,10 +1,11 @@
 """Stops what breaks a limit and names it: wall time and memory verdicts.
 
-Wall time: admission tells us when executions are admitted and finished. A
-kernel runs its executions in order, so the head of a kernel's queue started
-when it was admitted or when the one before it finished, whichever is later;
-the clock pauses only while the server itself (re)starts the kernel (never on
-the kernel's iopub ``status``, which the kernel can forge).
+Wall time: the execution ledger (eda_gateway/ledger.py) says which execution
+heads each kernel's queue and since when (admitted, or the one before it ended,
+whichever is later); the watchdog holds that clock only while the server itself
+(re)starts the kernel (never on the kernel's iopub ``status``, which the kernel
+can forge). It subscribes to the ledger's bus as an enforcement subscriber: if it
+fails on an event, the bus stops the kernel rather than leave it unlimited.
 At ``max_execution_time`` the watchdog publishes ``ExecutionTimeout``
 (killed=False) and interrupts the kernel; if the execution is still running
 ``interrupt_grace`` seconds later, the kernel's tree is killed, the kernel
@@ -26,11 +27,14 @@ what is left of the tree and restarts the kernel.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
 
 from tornado.web import HTTPError
 
+from ..ledger import IDLE, ExecutionEvent, ExecutionFinished, ExecutionLedger, ExecutionStarted
 from ..verdicts import BACKGROUND_EXECUTION_TIMEOUT, EXECUTION_TIMEOUT, MEMORY_LIMIT_EXCEEDED, Verdict
 from .base import MemoryKill
 from .cpu_clock import INTERRUPT, KILL, CpuClock
@@ -38,33 +42,44 @@ from .cpu_clock import INTERRUPT, KILL, CpuClock
 MIB = 1024 * 1024
 
 
+class Confinement(Protocol):
+    """What the watchdog needs of the sandbox (eda_gateway/sandbox/service.py)."""
+
+    backend: object  # the enforcement backend, None when stopped
+    kernels: dict  # kernel_id -> ConfinedKernel (its limits)
+    config: object  # EDASandbox: interrupt_grace
+    log: logging.Logger
+
+    async def kill_tree(self, kernel_id: str) -> None: ...
+
+
 class Watchdog:
-    def __init__(self, sandbox, poll_seconds: float = 0.25):
+    def __init__(self, sandbox: Confinement, ledger: ExecutionLedger | None, kernel_manager, verdicts,
+                 limits_for: Callable[[str], object], poll_seconds: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic):
         self.sandbox = sandbox
+        self.ledger = ledger
+        self.kernel_manager = kernel_manager
+        self.verdicts = verdicts
+        self.limits_for = limits_for
         self.poll_seconds = poll_seconds
-        self._queues: dict[str, OrderedDict[str, float]] = {}  # kernel -> msg_id -> admitted (monotonic)
-        self._head_since: dict[str, float] = {}
+        self._clock = clock
         self._escalate_at: dict[tuple[str, str], float] = {}
         self._tasks: list[asyncio.Task] = []
         self.listening = False
         self.cpu = CpuClock()
 
     @property
-    def gateway(self):
-        return self.sandbox.gateway
-
-    @property
     def log(self):
         return self.sandbox.log
 
     def start(self) -> list[asyncio.Task]:
-        admission = getattr(self.gateway, "admission", None)
-        if admission is not None and not self.listening:
-            admission.add_listener(self.on_admission)
+        if self.ledger is not None and not self.listening:
+            self.ledger.bus.enforce(self.on_execution)
             self.listening = True
-        elif admission is None:
-            self.log.warning("eda_gateway sandbox: no admission service: wall-time limits are not enforced")
-        listeners = getattr(self.gateway.kernel_manager, "listeners", None)
+        elif self.ledger is None:
+            self.log.warning("eda_gateway sandbox: no execution ledger: wall-time limits are not enforced")
+        listeners = getattr(self.kernel_manager, "listeners", None)
         if listeners is not None and self.on_kernel_event not in listeners:
             listeners.append(self.on_kernel_event)
         self._tasks = [asyncio.create_task(self._run())]
@@ -76,8 +91,6 @@ class Watchdog:
         self._tasks = []
 
     def forget(self, kernel_id: str) -> None:
-        self._queues.pop(kernel_id, None)
-        self._head_since.pop(kernel_id, None)
         for key in [k for k in self._escalate_at if k[0] == kernel_id]:
             del self._escalate_at[key]
         self.cpu.forget(kernel_id)
@@ -85,41 +98,27 @@ class Watchdog:
     # --- what the server does to kernels (trusted, unlike the kernel's iopub) -------
     def launching(self, kernel_id: str) -> None:
         """The provisioner launches a process for the kernel (every start and restart)."""
-        self.cpu.launched(kernel_id, time.monotonic())
+        self.cpu.launched(kernel_id, self._clock())
 
     def on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         if event in ("restarting", "died"):  # the old process goes; the launch follows
-            self.cpu.launched(kernel_id, time.monotonic())
+            self.cpu.launched(kernel_id, self._clock())
         elif event in ("started", "restarted"):  # a restart returns once the kernel answered
             self.cpu.server_ready(kernel_id)
 
-    # --- admission listener --------------------------------------------------------
-    def on_admission(self, event: str, info: dict) -> None:
-        kernel_id, msg_id = info.get("kernel_id"), info.get("msg_id")
-        if not kernel_id or not msg_id:
-            return
-        now = time.monotonic()
-        if event == "admitted":
-            queue = self._queues.setdefault(kernel_id, OrderedDict())
-            if not queue:
-                self._head_since[kernel_id] = now
-            queue[msg_id] = now
-        elif event == "finished":
-            queue = self._queues.get(kernel_id)
-            if queue is None or msg_id not in queue:
-                return
-            was_head = next(iter(queue)) == msg_id
-            del queue[msg_id]
-            self._escalate_at.pop((kernel_id, msg_id), None)
-            if was_head:
-                self._head_since[kernel_id] = now
-            if not queue:
-                self._queues.pop(kernel_id, None)
-                self._head_since.pop(kernel_id, None)
+    # --- the ledger's bus (an enforcement subscriber: failing here stops the kernel) -----
+    def on_execution(self, event: ExecutionEvent) -> None:
+        if isinstance(event, ExecutionStarted):
+            # the head's clock runs from now: its limit must be known, or the kernel goes
+            limit = self._limits(event.kernel_id).max_execution_time
+            if not limit > 0:
+                raise ValueError(f"no wall-time limit for kernel {event.kernel_id}: {limit!r}")
+        elif isinstance(event, ExecutionFinished):
+            self._escalate_at.pop((event.kernel_id, event.msg_id), None)
 
     def in_flight(self, kernel_id: str) -> str | None:
-        queue = self._queues.get(kernel_id)
-        return next(iter(queue)) if queue else None
+        head = self.ledger.head(kernel_id) if self.ledger is not None else None
+        return head.msg_id if head is not None else None
 
     # --- the loop ----------------------------------------------------------------
     async def _run(self) -> None:
@@ -140,31 +139,33 @@ class Watchdog:
                 self.log.exception("eda_gateway sandbox: watchdog tick failed")
 
     async def _check_wall_time(self) -> None:
-        now = time.monotonic()
-        for kernel_id in list(self._queues):
-            msg_id = self.in_flight(kernel_id)
-            if msg_id is None:
+        if self.ledger is None:
+            return
+        now = self._clock()
+        for kernel_id in self.ledger.kernels():
+            head = self.ledger.head(kernel_id)
+            if head is None:
                 continue
+            msg_id = head.msg_id
             limits = self._limits(kernel_id)
-            state = self._execution_state(kernel_id)
             escalate_at = self._escalate_at.get((kernel_id, msg_id))
             if escalate_at is None:
                 if self.cpu.starting(kernel_id, now):
                     # the server is (re)starting the kernel: that does not eat the execution's
                     # time (iopub's "starting"/"idle" would, but the kernel can forge them)
-                    self._head_since[kernel_id] = now
-                elif now - self._head_since.get(kernel_id, now) >= limits.max_execution_time:
+                    self.ledger.hold_head_clock(kernel_id)
+                elif now - head.since >= limits.max_execution_time:
                     await self._interrupt(kernel_id, msg_id, limits)
             elif now >= escalate_at:
-                if state == "idle" and not self.cpu.busy(kernel_id):
+                if self._execution_state(kernel_id) == "idle" and not self.cpu.busy(kernel_id):
                     # the interrupt worked but its reply got lost; a forged idle over a
                     # busy core is no end
-                    self.on_admission("finished", {"kernel_id": kernel_id, "msg_id": msg_id})
+                    self.ledger.finish(kernel_id, msg_id, IDLE)
                 else:
                     await self._kill_for_time(kernel_id, msg_id, limits)
 
     async def _check_cpu(self, cpu_seconds: dict[str, float]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         grace = self.sandbox.config.interrupt_grace
         for kernel_id, seconds in cpu_seconds.items():
             if kernel_id not in self.sandbox.kernels:
@@ -184,7 +185,7 @@ class Watchdog:
     def _execution_state(self, kernel_id: str) -> str:
         """jupyter_server's view of the kernel, kept current from its iopub status messages."""
         try:
-            return getattr(self.gateway.kernel_manager.get_kernel(kernel_id), "execution_state", "busy")
+            return getattr(self.kernel_manager.get_kernel(kernel_id), "execution_state", "busy")
         except (KeyError, HTTPError):  # jupyter_server answers an unknown kernel with a 404
             return "dead"
 
@@ -192,14 +193,14 @@ class Watchdog:
         record = self.sandbox.kernels.get(kernel_id)
         if record is not None:
             return record.limits
-        owner = self.gateway.kernel_manager.owner_of(kernel_id) or ""
-        return self.gateway.limits_for(owner)
+        owner = self.kernel_manager.owner_of(kernel_id) or ""
+        return self.limits_for(owner)
 
     # --- verdicts -------------------------------------------------------------------
     async def _interrupt(self, kernel_id: str, msg_id: str, limits) -> None:
         grace = self.sandbox.config.interrupt_grace
-        self._escalate_at[(kernel_id, msg_id)] = time.monotonic() + grace
-        self.gateway.verdicts.publish(
+        self._escalate_at[(kernel_id, msg_id)] = self._clock() + grace
+        self.verdicts.publish(
             Verdict(
                 EXECUTION_TIMEOUT,
                 f"execution stopped: it ran longer than max_execution_time ({limits.max_execution_time:g} s)",
@@ -217,7 +218,7 @@ class Watchdog:
 
     async def _send_interrupt(self, kernel_id: str) -> None:
         try:
-            kernel = self.gateway.kernel_manager.get_kernel(kernel_id)
+            kernel = self.kernel_manager.get_kernel(kernel_id)
             result = kernel.interrupt_kernel()
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 await result
@@ -242,12 +243,12 @@ class Watchdog:
         self.forget(kernel_id)
         self.log.warning("eda_gateway sandbox: kernel %s %s: killing and restarting it", kernel_id, why)
         await self.sandbox.kill_tree(kernel_id)
-        self.gateway.verdicts.publish(verdict)
+        self.verdicts.publish(verdict)
         await self._restart(kernel_id)
 
     async def _interrupt_background(self, kernel_id: str, limits) -> None:
         limit = limits.max_execution_time
-        self.gateway.verdicts.publish(
+        self.verdicts.publish(
             Verdict(
                 BACKGROUND_EXECUTION_TIMEOUT,
                 f"the kernel kept a CPU busy for longer than max_execution_time ({limit:g} s) with no "
@@ -301,11 +302,11 @@ class Watchdog:
             killed=True,
             details={"limit_bytes": kill.limit_bytes, "peak_bytes": kill.peak_bytes},
         )
-        self.gateway.verdicts.publish(verdict)
+        self.verdicts.publish(verdict)
         return verdict
 
     async def _restart(self, kernel_id: str) -> None:
-        mapping = self.gateway.kernel_manager
+        mapping = self.kernel_manager
         if kernel_id not in mapping:
             return
         if mapping.get_kernel(kernel_id).shutting_down:

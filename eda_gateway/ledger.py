@@ -127,14 +127,15 @@ class ExecutionBus:
             except Exception:
                 self._log.exception("eda_gateway: a limit failed on %s of %s on kernel %s: stopping the kernel",
                                     type(event).__name__, event.msg_id, event.kernel_id)
-                self._fail_closed(event.kernel_id)
+                self.stop_unlimited(event.kernel_id)
         for subscriber in list(self._observers):
             try:
                 subscriber(event)
             except Exception:
                 self._log.exception("eda_gateway: an observer failed on %s", type(event).__name__)
 
-    def _fail_closed(self, kernel_id: str) -> None:
+    def stop_unlimited(self, kernel_id: str) -> None:
+        """Fail closed: a limit could not be applied to this kernel, so it stops."""
         if self._stop_kernel is None:
             self._log.critical("eda_gateway: nothing can stop kernel %s: its limits may not hold", kernel_id)
             return

@@ -316,3 +316,21 @@ def test_a_watchdog_that_cannot_limit_an_execution_stops_its_kernel():
     _, ledger, _, _, _, stopped = watched(limits_for=no_limits)
     ledger.begin("alice", "k1", "a", "notebook")
     assert stopped == ["k1"]
+
+
+def test_a_wall_time_check_that_fails_stops_that_kernel_and_checks_the_others():
+    calls = []
+
+    def flaky_limits(user):
+        calls.append(user)
+        if len(calls) == 3:  # k1's first tick: a bug in the check
+            raise RuntimeError("a bug in the check")
+        return Limits(max_execution_time=30.0)
+
+    watchdog, ledger, clock, verdicts, _, stopped = watched(limits_for=flaky_limits)
+    ledger.begin("alice", "k1", "a", "notebook")
+    ledger.begin("alice", "k2", "b", "notebook")
+    clock.now += 30
+    asyncio.run(watchdog._check_wall_time())
+    assert stopped == ["k1"]
+    assert [v.msg_id for v in verdicts.published] == ["b"]  # k2 is still limited

@@ -143,26 +143,34 @@ class Watchdog:
             return
         now = self._clock()
         for kernel_id in self.ledger.kernels():
-            head = self.ledger.head(kernel_id)
-            if head is None:
-                continue
-            msg_id = head.msg_id
-            limits = self._limits(kernel_id)
-            escalate_at = self._escalate_at.get((kernel_id, msg_id))
-            if escalate_at is None:
-                if self.cpu.starting(kernel_id, now):
-                    # the server is (re)starting the kernel: that does not eat the execution's
-                    # time (iopub's "starting"/"idle" would, but the kernel can forge them)
-                    self.ledger.hold_head_clock(kernel_id)
-                elif now - head.since >= limits.max_execution_time:
-                    await self._interrupt(kernel_id, msg_id, limits)
-            elif now >= escalate_at:
-                if self._execution_state(kernel_id) == "idle" and not self.cpu.busy(kernel_id):
-                    # the interrupt worked but its reply got lost; a forged idle over a
-                    # busy core is no end
-                    self.ledger.finish(kernel_id, msg_id, IDLE)
-                else:
-                    await self._kill_for_time(kernel_id, msg_id, limits)
+            try:
+                await self._check_head(kernel_id, now)
+            except Exception:
+                # a limit that cannot be checked is no limit: the kernel stops
+                self.log.exception("eda_gateway sandbox: checking the wall time of kernel %s failed", kernel_id)
+                self.ledger.bus.stop_unlimited(kernel_id)
+
+    async def _check_head(self, kernel_id: str, now: float) -> None:
+        head = self.ledger.head(kernel_id)
+        if head is None:
+            return
+        msg_id = head.msg_id
+        limits = self._limits(kernel_id)
+        escalate_at = self._escalate_at.get((kernel_id, msg_id))
+        if escalate_at is None:
+            if self.cpu.starting(kernel_id, now):
+                # the server is (re)starting the kernel: that does not eat the execution's
+                # time (iopub's "starting"/"idle" would, but the kernel can forge them)
+                self.ledger.hold_head_clock(kernel_id)
+            elif now - head.since >= limits.max_execution_time:
+                await self._interrupt(kernel_id, msg_id, limits)
+        elif now >= escalate_at:
+            if self._execution_state(kernel_id) == "idle" and not self.cpu.busy(kernel_id):
+                # the interrupt worked but its reply got lost; a forged idle over a
+                # busy core is no end
+                self.ledger.finish(kernel_id, msg_id, IDLE)
+            else:
+                await self._kill_for_time(kernel_id, msg_id, limits)
 
     async def _check_cpu(self, cpu_seconds: dict[str, float]) -> None:
         now = self._clock()

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import GatewayServer  # noqa: E402
 
 from eda_gateway.admission import AdmissionService  # noqa: E402
+from eda_gateway.ledger import REPLIED  # noqa: E402
 from eda_gateway.limits import LimitPolicy, Limits  # noqa: E402
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -136,7 +137,7 @@ def measure_admission(users: int = 10_000, limit: int = 10) -> dict:
     for round_ in range(limit):
         for i, name in enumerate(names):
             svc.admit(name, f"k{i}", f"m{round_}", "notebook")
-            svc.finish(f"k{i}", f"m{round_}")
+            svc.ledger.finish(f"k{i}", f"m{round_}", REPLIED)
     gc.collect()
     bytes_per_user = (tracemalloc.get_traced_memory()[0] - before) / users
     tracemalloc.stop()
@@ -153,7 +154,7 @@ def measure_admission(users: int = 10_000, limit: int = 10) -> dict:
     fresh = AdmissionService(policy.for_user)
     for i, name in enumerate(names):
         fresh.admit(name, f"k{i}", "warm", "notebook")
-        fresh.finish(f"k{i}", "warm")
+        fresh.ledger.finish(f"k{i}", "warm", REPLIED)
     allowed = []
     for i in range(50_000):
         name = names[i % users]
@@ -161,7 +162,7 @@ def measure_admission(users: int = 10_000, limit: int = 10) -> dict:
         t0 = timer()
         decision = fresh.admit(name, kid, f"y{i}", "notebook")
         allowed.append(timer() - t0)
-        fresh.finish(kid, f"y{i}")
+        fresh.ledger.finish(kid, f"y{i}", REPLIED)
         if not decision.allowed:
             break
     return {

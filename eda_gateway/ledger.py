@@ -120,6 +120,11 @@ class ExecutionBus:
     def enforcing(self) -> bool:
         return bool(self._enforcers)
 
+    @property
+    def heard(self) -> bool:
+        """Anyone subscribed: events nobody hears are not built."""
+        return bool(self._enforcers or self._observers)
+
     def publish(self, event: ExecutionEvent) -> None:
         for subscriber in list(self._enforcers):
             try:
@@ -232,7 +237,8 @@ class ExecutionLedger:
 
     def refused(self, user: str, kernel_id: str, msg_id: str, source: str, reason: str) -> None:
         """Admission said no: no lease, but subscribers hear of it."""
-        self.bus.publish(ExecutionRefused(user, kernel_id, msg_id, source, self._wall(), reason))
+        if self.bus.heard:
+            self.bus.publish(ExecutionRefused(user, kernel_id, msg_id, source, self._wall(), reason))
 
     # --- ending ------------------------------------------------------------------
 
@@ -363,5 +369,7 @@ class ExecutionLedger:
             self._store.release(user, kernel_id, now)
 
     def _publish(self, kind, kernel_id: str, execution: Execution, reason: str | None = None) -> None:
+        if not self.bus.heard:
+            return
         args = (execution.user, kernel_id, execution.msg_id, execution.source, self._wall())
         self.bus.publish(kind(*args, reason) if reason is not None else kind(*args))

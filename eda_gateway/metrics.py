@@ -47,12 +47,11 @@ def on_verdict(verdict) -> None:
     VERDICTS.labels(verdict.ename).inc()
 
 
-def install(gateway) -> None:
-    """Hook the metrics to the gateway's services (once per gateway)."""
+def install(*, enforcement: str, telemetry, verdicts, admission) -> None:
+    """Hook the metrics to the services (once per server): the sandbox's ``enforcement``
+    backend, telemetry's snapshots, the VerdictBus and admission's events."""
     ENFORCEMENT.clear()
-    ENFORCEMENT.labels(gateway.sandbox.enforcement).set(1)
-    gateway.telemetry.listeners.append(on_snapshot)
-    gateway.verdicts.add_listener(on_verdict)
-    admission = getattr(gateway, "admission", None)
-    if admission is not None:
-        admission.add_listener(on_admission)
+    ENFORCEMENT.labels(enforcement).set(1)
+    telemetry.listeners.append(on_snapshot)
+    verdicts.add_listener(on_verdict)
+    admission.add_listener(on_admission)

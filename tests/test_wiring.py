@@ -26,11 +26,13 @@ class _KernelManager(Configurable):
     """The provisioner's documented parent: one kernel's KernelManager."""
 
 
-def _provisioner(chain):
+def _provisioner(chain, app=None):
     from eda_gateway.sandbox.provisioner import EDAProvisioner
 
     mapping = _Mapping()
     mapping.launch_chain = chain
+    if app is not None:
+        mapping.eda_gateway = app  # the back-reference to the app the provisioner used to walk to
     return EDAProvisioner(kernel_id=KERNEL_ID, kernel_spec=None, parent=_KernelManager(parent=mapping))
 
 
@@ -65,16 +67,22 @@ class _Recorder:
 def test_the_provisioner_refuses_to_launch_without_a_ready_chain(jp_asyncio_loop, chain):
     from eda_gateway.sandbox.provisioner import SandboxMissing
 
+    calls: list = []
+    app = None
     if chain == "not ready":
         from eda_gateway.sandbox.launcher import LaunchChain
 
-        calls: list = []
         chain = LaunchChain(_Recorder(calls, ready=False), _Recorder(calls), lambda kernel_id: "alice")
-    provisioner = _provisioner(chain)
+    else:  # a running sandbox reachable through an app is not the chain: still refused
+        from types import SimpleNamespace
+
+        app = SimpleNamespace(sandbox=_Recorder(calls))
+    provisioner = _provisioner(chain, app)
     with pytest.raises(SandboxMissing):
         jp_asyncio_loop.run_until_complete(provisioner.pre_launch(cmd=["python"]))
     with pytest.raises(SandboxMissing):
         jp_asyncio_loop.run_until_complete(provisioner.post_launch())
+    assert calls == []
 
 
 def test_the_chain_runs_the_sandbox_then_isolation_for_the_owner():

@@ -314,11 +314,12 @@ class EDAGateway(ExtensionApp):
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
         self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
         self.folders = UserFolders(self.serverapp.root_dir, self.workspaces, self.ownership)
-        self.isolation = self._start_isolation()  # kernels must not reach each other (docs/isolation.md)
+        self.isolation = self._isolation()  # kernels must not reach each other (docs/isolation.md)
         self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
         contents_manager.disk_quotas = self.disk_quotas
         contents_manager.uid_of_files = self.isolation.uid_of_files
         self._start_sandbox()
+        self._start_isolation()  # after the sandbox and disk quotas: their refusals are named first
         # every kernel (re)launch: the sandbox's limits, then isolation's layers
         self.kernel_manager.use(
             ownership=self.ownership,
@@ -425,23 +426,25 @@ class EDAGateway(ExtensionApp):
             details=details,
         ))
 
-    def _start_isolation(self):
-        """Pick the layers for this server (log line names them); exit if an explicit choice cannot be had."""
+    def _isolation(self):
         from .isolation.service import Isolation  # server-side only (eda_gateway/isolation/__init__.py)
 
-        isolation = Isolation(
+        catalogue = self.datasets_catalogue
+        return Isolation(
             self.isolation_config, self.log,
             server_root=self.serverapp.root_dir,
             folders=self.folders,
-            datasets_for=lambda owner: [d.path for d in self.datasets_catalogue.for_user(owner)],
+            datasets_for=lambda owner: [d.path for d in catalogue.for_user(owner)],
             single_user=self.identity.single_user,
         )
+
+    def _start_isolation(self) -> None:
+        """Pick the layers for this server (log line names them); exit if an explicit choice cannot be had."""
         try:
-            isolation.start()
+            self.isolation.start()
         except IsolationUnavailable as e:
             self.log.critical("eda_gateway: bad configuration: %s", e)
             sys.exit(f"eda_gateway: bad configuration: {e}")
-        return isolation
 
     def _start_sandbox(self) -> None:
         """Confinement before any kernel can start; refuse to run without a forced backend.

@@ -175,3 +175,23 @@ def test_the_kernel_manager_holds_the_chain_of_this_servers_sandbox_and_isolatio
     assert not hasattr(jp_serverapp.kernel_manager, "eda_gateway")  # no way back to the app
     assert gateway.sandbox.gateway.kernel_manager is jp_serverapp.kernel_manager  # the watchdog's peers only
     assert not hasattr(gateway.sandbox.gateway, "serverapp")
+
+
+def test_system_stats_answers_from_its_three_collaborators():
+    from types import SimpleNamespace
+
+    from eda_gateway.limits import Limits
+    from eda_gateway.system_stats import SystemStats
+    from eda_gateway.telemetry import KernelSample, Snapshot
+
+    def kernel(user):
+        return KernelSample(f"k-{user}", user, None, 0, 0.0, "idle", Limits())
+
+    telemetry = SimpleNamespace(snapshot=Snapshot(kernels=(kernel("alice"), kernel("bob")), sampled_at=0.0))
+    stats = SystemStats(telemetry, SimpleNamespace(enforcement="cgroup-v2"),
+                        SimpleNamespace(active=["landlock"], warning=None))
+    mine = stats.report("alice", everyone=False)
+    assert [k["user"] for k in mine["kernels"]] == ["alice"] and mine["active_kernels"] == 2
+    assert (mine["enforcement"], mine["isolation"], mine["sampled_at"]) == ("cgroup-v2", ["landlock"],
+                                                                           "1970-01-01T00:00:00Z")
+    assert [k["user"] for k in stats.report("admin", everyone=True)["kernels"]] == ["alice", "bob"]

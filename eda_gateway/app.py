@@ -20,7 +20,7 @@ from .connections import ConnectionLimiter
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
 from .authorization import EDAAuthorizer, Ownership, Roles
 from .handlers.lab_management import guard_lab_management
-from .contents import EDAContentsManager
+from .contents import EDAContentsManager, UserFolders
 from .datasets import DatasetCatalogue, validate_datasets
 from .endings import KernelEndings
 from .execution import ExecutionService
@@ -29,7 +29,8 @@ from .history import HistoryStore
 from . import http_limits
 from .refusal_flood import RefusalFlood
 from .refusal_log import RefusalLog, quiet_refusals
-from .isolation import start_isolation
+from .isolation.layers import IsolationUnavailable
+from .isolation.settings import EDAIsolation
 from .admission import SAFETY_MARGIN_SECONDS, AdmissionService, MemoryStore
 from .ledger import ExecutionBus, ExecutionLedger
 from .kernels import EDAKernelManager
@@ -37,7 +38,10 @@ from .lease_keeper import LeaseKeeper
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, require_positive, validate_user_limits
 from .sessions import EDASessionManager
 from .sandbox import Sandbox, SandboxUnavailable, install_factory
-from .telemetry import EDATelemetry, Telemetry
+from .sandbox.launcher import LaunchChain
+from .sandbox.service import WatchdogPeers
+from .system_stats import SystemStats
+from .telemetry import EDATelemetry
 from .quotas import SETTING as DISK_SETTING, DiskQuotas, DiskQuotaUnavailable
 from .users import user_id
 from .verdicts import DISK_QUOTA_EXCEEDED, Verdict, VerdictBus
@@ -59,7 +63,7 @@ class EDAGateway(ExtensionApp):
     extension_url = "/api/status"
     load_other_extensions = True
 
-    classes = [EDASandbox, EDARateLimiter, EDATelemetry]
+    classes = [EDASandbox, EDAIsolation, EDARateLimiter, EDATelemetry]
 
     admin_users = Set(Unicode(), config=True, help="Usernames that see and act on everything.")
     identity_mode = Enum(
@@ -192,8 +196,8 @@ class EDAGateway(ExtensionApp):
         try:
             super()._link_jupyter_server_extension(serverapp)
             self.sandbox_config = EDASandbox(parent=self)
+            self.isolation_config = EDAIsolation(parent=self)  # also takes the old EDASandbox.<name>s
             self.rate_config = EDARateLimiter(parent=self)
-            self.telemetry_config = EDATelemetry(parent=self)
         except TraitError as e:
             # The extension manager would only log this and start an unprotected
             # server: refuse to start instead, naming the setting.
@@ -267,6 +271,9 @@ class EDAGateway(ExtensionApp):
             return
         try:
             self._wire_services()
+        except TraitError as e:  # a section built with its service (EDATelemetry)
+            self.log.critical("eda_gateway: bad configuration: %s", e)
+            sys.exit(f"eda_gateway: bad configuration: {e}")
         except Exception as e:
             # jupyter_server would log this and serve on without eda_gateway's
             # protection: a shared server must not start half-guarded.
@@ -274,6 +281,7 @@ class EDAGateway(ExtensionApp):
             sys.exit(f"eda_gateway: failed to start: {e}")
 
     def _wire_services(self):
+        """Every service, built with its collaborators; nothing below reads this app."""
         self.claims: list[claims.Claim] = []
         logscrub.install(self.serverapp.log, self.log)
         self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
@@ -281,15 +289,13 @@ class EDAGateway(ExtensionApp):
         os.makedirs(self.workspace_root, exist_ok=True)
         # before anything touches the workspaces: another server's must never be moved or cleaned
         self._claim(self.workspaces.lock_path, "EDAGateway.workspace_root")
-        self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
         self.kernel_manager = self.serverapp.kernel_manager
         self.session_manager = self.serverapp.session_manager
-        for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
-            manager.eda_gateway = self
+        contents_manager = self.serverapp.contents_manager
         # one answer to "may U act on kernel/session/folder P" (eda_gateway/authorization.py)
         self.ownership = Ownership(self.roles, self.kernel_manager.owner_of,
                                    getattr(self.session_manager, "owner_of_session", lambda session_id: None))
-        for manager in (self.kernel_manager, self.session_manager, self.serverapp.contents_manager):
+        for manager in (self.kernel_manager, self.session_manager, contents_manager):
             manager.ownership = self.ownership
         if not isinstance(self.serverapp.authorizer, EDAAuthorizer):  # nobody would enforce ownership
             raise TypeError(f"ServerApp.authorizer is {type(self.serverapp.authorizer).__name__}, not EDAAuthorizer")
@@ -316,14 +322,30 @@ class EDAGateway(ExtensionApp):
         self.lease_keeper = LeaseKeeper(self.ledger, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
         self.verdicts.add_listener(self.lease_keeper.on_verdict)
+        self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
+        self.folders = UserFolders(self.serverapp.root_dir, self.workspaces, self.ownership)
+        self.isolation = self._isolation()  # kernels must not reach each other (docs/isolation.md)
+        self.disk_quotas = self.workspaces.disk = self._start_disk_quotas()
+        contents_manager.disk_quotas = self.disk_quotas
+        contents_manager.uid_of_files = self.isolation.uid_of_files
         self._start_sandbox()
+        self._start_isolation()  # after the sandbox and disk quotas: their refusals are named first
+        # every kernel (re)launch: the sandbox's limits, then isolation's layers
+        self.kernel_manager.use(
+            ownership=self.ownership,
+            launch_chain=LaunchChain(self.sandbox, self.isolation, self.kernel_manager.owner_of),
+            folders=self.folders,
+            limits_for=self.limits_for,
+            pending_on=self.ledger.pending_on,
+            default_owner=self.identity.owner if self.identity.single_user else "",
+            reclaim_idle_at_quota=self.reclaim_idle_at_quota,
+        )
         if self.disk_quotas is not None:
             self.telemetry.listeners.append(self.disk_quotas.check)  # a kernel filled its volume
         # before any listener below releases leases: what still waits gets its answer
         endings = KernelEndings(self.verdicts, self.ledger.pending_on, self.sandbox.memory_verdict_for)
         self.kernel_manager.listeners.insert(0, endings.on_kernel_event)
-        self.datasets_catalogue = DatasetCatalogue(self.datasets, self.is_admin, self.groups_of)
-        self.isolation = start_isolation(self)  # kernels must not reach each other (docs/isolation.md)
+        self.kernel_manager.listeners.append(self.isolation.on_kernel_event)
         self.execution = ExecutionService(
             self.admission, self.ledger, self.kernel_manager, self.verdicts, self.sandbox, self.limits_for,
             self.sandbox_config.interrupt_grace, self.datasets_catalogue, self.max_output_bytes, self.log,
@@ -336,8 +358,7 @@ class EDAGateway(ExtensionApp):
             self.sandbox, self.kernel_manager.listeners,
         )
         self._start_history()
-        # Services wired below (admission, sandbox, telemetry, ...) are
-        # attributes of this app; handlers reach them via settings["eda_gateway"].
+        # Handlers reach the services above, attributes of this app, via settings["eda_gateway"].
 
     def _claim(self, lock_path: str, setting: str) -> None:
         """This server's alone while it runs (eda_gateway/claims.py); refuse to start otherwise."""
@@ -392,8 +413,7 @@ class EDAGateway(ExtensionApp):
             self._folders_of,
             self.log,
             on_full=self._disk_full,
-            uid_of=lambda username: self.isolation.uid_of_files(username) if getattr(self, "isolation", None)
-            else None,
+            uid_of=self.isolation.uid_of_files,
         )
         why = quotas.unavailable()
         if why and self.identity.single_user:
@@ -426,18 +446,52 @@ class EDAGateway(ExtensionApp):
             details=details,
         ))
 
+    def _isolation(self):
+        from .isolation.service import Isolation  # server-side only (eda_gateway/isolation/__init__.py)
+
+        catalogue = self.datasets_catalogue
+        return Isolation(
+            self.isolation_config, self.log,
+            server_root=self.serverapp.root_dir,
+            folders=self.folders,
+            datasets_for=lambda owner: [d.path for d in catalogue.for_user(owner)],
+            single_user=self.identity.single_user,
+        )
+
+    def _start_isolation(self) -> None:
+        """Pick the layers for this server (log line names them); exit if an explicit choice cannot be had."""
+        try:
+            self.isolation.start()
+        except IsolationUnavailable as e:
+            self.log.critical("eda_gateway: bad configuration: %s", e)
+            sys.exit(f"eda_gateway: bad configuration: {e}")
+
     def _start_sandbox(self) -> None:
-        """Confinement before any kernel can start; refuse to run without a forced backend."""
+        """Confinement before any kernel can start; refuse to run without a forced backend.
+        Then the sampler, the metrics and system-stats, which read the sandbox."""
         from . import metrics
 
-        self.sandbox = Sandbox(self, self.sandbox_config, self.log)
+        self.sandbox = Sandbox(
+            self.sandbox_config, self.log,
+            limits_for=self.limits_for,
+            verdicts=self.verdicts,
+            watchdog_peers=WatchdogPeers(self.kernel_manager, self.ledger, self.limits_for, self.verdicts),
+        )
+        self.telemetry = EDATelemetry(
+            parent=self,
+            kernels=self.kernel_manager,
+            sandbox=self.sandbox,
+            limits_for=self.limits_for,
+            active_executions=self.admission.active_executions,
+        )
         try:
             self.sandbox.start()
         except SandboxUnavailable as e:
             self.log.critical("eda_gateway: %s", e)
             sys.exit(f"eda_gateway: {e}")
-        self.telemetry = Telemetry(self, self.telemetry_config.interval, self.log)
-        metrics.install(self)
+        metrics.install(enforcement=self.sandbox.enforcement, telemetry=self.telemetry, verdicts=self.verdicts,
+                        bus=self.execution_bus)
+        self.system_stats = SystemStats(self.telemetry, self.sandbox, self.isolation)
 
     def _start_history(self) -> None:
         """Usage history (SQLite, own writer thread) and the jupyter_events activity log."""

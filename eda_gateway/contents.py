@@ -18,6 +18,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cached_property
 
@@ -46,11 +47,6 @@ def write_base64(f, content: str) -> None:
         f.write(binascii.a2b_base64(content[start:start + BASE64_PIECE].encode("ascii")))
 
 
-def gateway_of(obj):
-    """The EDAGateway extension app wired into a manager (see EDAGateway.initialize_settings)."""
-    return getattr(obj, "eda_gateway", None)
-
-
 def folder_for(server_root: str, actor: Actor, ownership: Ownership | None, quotas=None) -> str:
     """The folder the actor's API paths are relative to: the whole root for the server
     and admins, else the user's own (created private). Before eda_gateway has wired its
@@ -75,10 +71,31 @@ def folder_for(server_root: str, actor: Actor, ownership: Ownership | None, quot
     return ensure_private_dir(folder)
 
 
-def user_root(server_root: str, username: Actor, gateway) -> str:
-    """``folder_for``, for a caller holding the app (isolation)."""
-    return folder_for(server_root, username, getattr(gateway, "ownership", None),
-                      getattr(gateway, "disk_quotas", None))
+class UserFolders:
+    """Where a user's files are: their content folder and their kernels' workspace (on their
+    disk volume when there are disk quotas). For isolation and the kernel manager."""
+
+    def __init__(self, server_root: str, workspaces, ownership: Ownership, quotas=None):
+        self.server_root = os.path.abspath(server_root)
+        self.workspaces = workspaces  # eda_gateway.workspaces.Workspaces
+        self.ownership = ownership
+        self.quotas = quotas  # eda_gateway.quotas.DiskQuotas, or None
+
+    @property
+    def workspaces_root(self) -> str:
+        return self.workspaces.root
+
+    def content_of(self, actor: Actor) -> str:
+        return folder_for(self.server_root, actor, self.ownership, self.quotas)
+
+    def workspace_of(self, username: str) -> str:
+        return self.workspaces.path_for(username)
+
+    def ensure_workspace(self, username: str) -> str:
+        return self.workspaces.ensure(username)
+
+    def on_own_volume(self, username: str, path: str) -> bool:
+        return self.quotas is not None and self.quotas.owner_of(path) == username
 
 
 def inside(path: str, root: str) -> bool:
@@ -102,8 +119,7 @@ class UserRootMixin:
     def _user_root(self) -> str | None:
         """The caller's folder; None for admins (the whole root_dir)."""
         server_root = os.path.abspath(self.root_dir)
-        gateway = self._owner_gateway()
-        root = folder_for(server_root, current_actor(), self._ownership(), getattr(gateway, "disk_quotas", None))
+        root = folder_for(server_root, current_actor(), self._ownership(), self._disk_quotas())
         return None if root == server_root else root
 
     def _get_os_path(self, path):
@@ -119,28 +135,33 @@ class UserRootMixin:
             raise OutsideYourFolder(path)
         return os_path
 
-    def _owner_gateway(self):
-        return gateway_of(self)
-
-    ownership: Ownership | None = None  # set when eda_gateway wires its services
+    # set when eda_gateway wires its services (EDAGateway._wire_services)
+    ownership: Ownership | None = None
+    disk_quotas = None  # eda_gateway.quotas.DiskQuotas, or None: no disk quota
+    uid_of_files: Callable[[str], int | None] | None = None  # isolation's (the uid layer), or None
 
     def _ownership(self) -> Ownership | None:
         return self.ownership
+
+    def _disk_quotas(self):
+        return self.disk_quotas
+
+    def _uid_of_files(self):
+        return self.uid_of_files
 
     def _hand_over(self, os_path: str) -> None:
         """Give what the server just made in the caller's folder to the uid the caller's
         kernels run as (uid isolation): else their own code could not change an uploaded
         file or write into a folder made in the file browser."""
         username = current_username()
-        gateway = self._owner_gateway()
-        isolation = getattr(gateway, "isolation", None)
+        uid_of_files = self._uid_of_files()
         ownership = self._ownership()
-        if username is None or isolation is None or ownership is None:
+        if username is None or uid_of_files is None or ownership is None:
             return
         if ownership.sees_everything(username):
             uid = self._owner_of_user_folder(os_path)
         else:
-            uid = isolation.uid_of_files(username)
+            uid = uid_of_files(username)
         if uid is not None:
             os.chown(os_path, uid, uid, follow_symlinks=False)
 
@@ -159,11 +180,15 @@ class UserRootMixin:
 class EDAFileCheckpoints(UserRootMixin, AsyncFileCheckpoints):
     """Checkpoints stored next to the user's own files."""
 
-    def _owner_gateway(self):
-        return gateway_of(self.parent)
-
+    # the contents manager's collaborators (our parent's)
     def _ownership(self) -> Ownership | None:
         return getattr(self.parent, "ownership", None)
+
+    def _disk_quotas(self):
+        return getattr(self.parent, "disk_quotas", None)
+
+    def _uid_of_files(self):
+        return getattr(self.parent, "uid_of_files", None)
 
     def checkpoint_path(self, checkpoint_id, path):
         # the checkpoint folder is joined after _get_os_path: a planted
@@ -191,7 +216,7 @@ class UserFilesHandler(AuthenticatedFileHandler):
             raise HTTPError(403, "eda_gateway is not running")  # fail closed, as the authorizer does
         if self.current_user is not None:
             self.root = folder_for(self.root, self.current_user.username, getattr(self.contents_manager, "ownership", None),
-                                   getattr(gateway, "disk_quotas", None))
+                                   getattr(self.contents_manager, "disk_quotas", None))
 
     def validate_absolute_path(self, root, absolute_path):
         if not inside(absolute_path, root):
@@ -302,8 +327,7 @@ class EDAContentsManager(UserRootMixin, AsyncLargeFileManager):
             raise self._quota_full(path) from cause
 
     def _quota_full(self, path: str) -> HTTPError:
-        gateway = self._owner_gateway()
-        quotas = getattr(gateway, "disk_quotas", None)
+        quotas = self._disk_quotas()
         try:
             owner = quotas.owner_of(self._get_os_path(path)) if quotas is not None else None
         except (OSError, HTTPError):

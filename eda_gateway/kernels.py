@@ -26,7 +26,8 @@ from tornado.web import HTTPError
 from traitlets import TraitError
 
 from .authorization import Actor, Ownership, Roles
-from .contents import folder_for, gateway_of, inside
+from .contents import UserFolders, folder_for, inside
+from .limits import Limits
 from .users import current_actor, current_username
 
 # Server secrets a kernel must never inherit from the server's environment.
@@ -89,15 +90,35 @@ class EDAKernelManager(AsyncMappingKernelManager):
         for channel, stream in channels.items():
             stream.on_recv(functools.partial(buffer_msg, channel))
 
-    # --- ownership -----------------------------------------------------------
-
-    @property
-    def gateway(self):
-        return gateway_of(self)
+    # --- collaborators (EDAGateway._wire_services sets them through ``use``) ---
 
     # Until eda_gateway wires the shared service: nobody is an admin, only owners
     # (and the server itself) act on their kernels.
     ownership: Ownership | None = None
+    launch_chain = None  # eda_gateway.sandbox.launcher.LaunchChain; without it no kernel starts
+    folders: UserFolders | None = None  # without: kernels start in the server's folders, no workspace
+    limits_for: Callable[[str], Limits] | None = None  # without: no kernel quota, no culling
+    pending_on: Callable[[str], object] = staticmethod(lambda kernel_id: ())  # admitted, unfinished executions
+    default_owner = ""  # whose a kernel started outside any request is (single-user mode: the owner's)
+    reclaim_idle_at_quota = True
+
+    def use(self, *, ownership: Ownership, launch_chain, folders: UserFolders,
+            limits_for: Callable[[str], Limits], pending_on: Callable[[str], object],
+            default_owner: str, reclaim_idle_at_quota: bool) -> None:
+        """The services this manager works with (all of them, at once)."""
+        self.ownership = ownership
+        self.launch_chain = launch_chain
+        self.folders = folders
+        self.limits_for = limits_for
+        self.pending_on = pending_on
+        self.default_owner = default_owner
+        self.reclaim_idle_at_quota = reclaim_idle_at_quota
+
+    def folders_of_owner(self, owner: str) -> list[str]:
+        """What a kernel of ``owner`` may name by path: their content folder and workspace."""
+        if self.folders is None:
+            return []
+        return [self.folders.content_of(owner), self.folders.workspace_of(owner)]
 
     def _ownership(self) -> Ownership:
         return self.ownership or Ownership(Roles(()), self.owner_of, lambda session_id: None)
@@ -120,11 +141,6 @@ class EDAKernelManager(AsyncMappingKernelManager):
 
     # --- starting ------------------------------------------------------------
 
-    def _default_owner(self) -> str:
-        """Whose a kernel started outside any request is: a personal server's owner's."""
-        identity = getattr(self.gateway, "identity", None)
-        return identity.owner if identity is not None and identity.single_user else ""
-
     def kernel_env(self, owner: str, workspace: str, env: dict | None) -> dict:
         """The server's environment, the caller's additions, then ours (never replaced)."""
         merged = {**os.environ, **(env or {})}
@@ -141,7 +157,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
         return self._cwd_in_user_root(current_actor(), path)
 
     def _cwd_in_user_root(self, actor: Actor, path: str) -> str:
-        root = folder_for(self.root_dir, actor, self.ownership, getattr(self.gateway, "disk_quotas", None))
+        root = folder_for(self.root_dir, actor, self.ownership, self.folders.quotas if self.folders else None)
         os_path = os.path.abspath(os.path.join(root, *str(path).strip("/").split("/")))
         if not inside(os_path, root):  # `..` or a symlink out of the folder
             raise HTTPError(400, "kernel path is outside your folder")
@@ -153,12 +169,11 @@ class EDAKernelManager(AsyncMappingKernelManager):
     async def _make_room(self, owner: str) -> None:
         """Below the owner's kernel quota, by reclaiming their least recently used idle
         kernel if allowed; else a 403 naming the limit."""
-        gateway = self.gateway
-        if gateway is None:
+        if self.limits_for is None:
             return
-        limit = gateway.limits_for(owner).max_kernels_per_user
+        limit = self.limits_for(owner).max_kernels_per_user
         while len(self.kernels_of(owner)) + self._pending_starts[owner] >= limit:
-            idle = gateway.reclaim_idle_at_quota and sorted(
+            idle = self.reclaim_idle_at_quota and sorted(
                 (since, kid) for kid in self.kernels_of(owner) if (since := self.idle_since(kid))
             )
             if not idle:
@@ -186,8 +201,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
             return None  # "starting" too is idle: a kernel nobody connected to never says more
         if self._kernel_connections.get(kernel_id, 0) and not self.cull_connected:
             return None
-        admission = getattr(self.gateway, "admission", None)
-        if admission is not None and admission.pending_on(kernel_id):
+        if self.pending_on(kernel_id):
             return None
         try:
             return kernel.last_activity
@@ -196,11 +210,10 @@ class EDAKernelManager(AsyncMappingKernelManager):
 
     async def cull_idle(self, now=None) -> list[str]:
         """Shut down kernels idle for longer than their owner's ``cull_idle_after`` (0: never)."""
-        gateway = self.gateway
         now = now or utcnow()
         culled = []
         for kernel_id, owner in list(self._owners.items()):
-            timeout = gateway.limits_for(owner).cull_idle_after if gateway and owner else 0
+            timeout = self.limits_for(owner).cull_idle_after if self.limits_for and owner else 0
             since = self.idle_since(kernel_id)
             if timeout <= 0 or since is None or (now - since).total_seconds() <= timeout:
                 continue
@@ -214,7 +227,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
         return culled
 
     async def start_kernel(self, *, kernel_id=None, path=None, eda_owner=None, **kwargs):
-        owner = eda_owner or current_username() or self._default_owner()
+        owner = eda_owner or current_username() or self.default_owner
         # eda_owner: the REST runner, starting for a user it has authorized
         actor = eda_owner or current_actor()
         if kernel_id is not None:
@@ -228,7 +241,7 @@ class EDAKernelManager(AsyncMappingKernelManager):
         self._pending_starts[owner] += 1
         self._owners[kernel_id] = owner
         try:
-            workspace = self.gateway.workspaces.ensure(owner) if self.gateway and owner else None
+            workspace = self.folders.ensure_workspace(owner) if self.folders and owner else None
             if workspace:
                 kwargs["env"] = self.kernel_env(owner, workspace, kwargs.get("env"))
             if path is not None:

@@ -1,7 +1,8 @@
 """The limits admins configure, and each user's effective limits after overrides.
 
 ``EDASandbox`` and ``EDARateLimiter`` are configuration sections (traitlets),
-as named in the README's configuration reference. ``LimitPolicy`` answers "what are alice's limits?",
+as named in the README's configuration reference (isolation between kernels has its
+own, ``EDAIsolation``, in eda_gateway/isolation/settings.py). ``LimitPolicy`` answers "what are alice's limits?",
 applying ``EDAGateway.user_limits`` (per user, or per group as ``"@group"``).
 """
 
@@ -67,40 +68,29 @@ class EDASandbox(Configurable):
         config=True,
         help="How limits are enforced: auto (best available), cgroup (v2 or v1), or psutil.",
     )
-    # --- isolation between kernels (eda_gateway/isolation, docs/isolation.md) ---
+    # --- deprecated: moved to EDAIsolation (eda_gateway/isolation/settings.py, docs/isolation.md) ---
     isolation = Union(
-        [Unicode(), List(Unicode())],
-        default_value="auto",
-        config=True,
-        help="Confinement layers around each kernel: 'auto' (all this host offers), 'none', "
-        "or some of 'landlock', 'bwrap', 'uid' ('landlock,uid' or a list). An explicit choice "
-        "this host cannot honour stops start-up.",
+        [Unicode(), List(Unicode())], default_value="auto", config=True,
+        help="Deprecated: use EDAIsolation.isolation.",
     )
-    allow_network = Bool(
-        False, config=True, help="Let kernels open network connections (never to other kernels' ports)."
-    )
-    user_uids = Dict(
-        key_trait=Unicode(), value_trait=Int(), config=True,
-        help="uid layer: fixed OS uids per user, e.g. {'alice': 1001}; others get one from uid_range.",
-    )
+    allow_network = Bool(False, config=True, help="Deprecated: use EDAIsolation.allow_network.")
+    user_uids = Dict(key_trait=Unicode(), value_trait=Int(), config=True, help="Deprecated: use EDAIsolation.user_uids.")
     uid_range = Tuple(
-        Int(), Int(), default_value=(300000, 399999), config=True,
-        help="uid layer: (first, last) uid handed to users not listed in user_uids.",
+        Int(), Int(), default_value=(300000, 399999), config=True, help="Deprecated: use EDAIsolation.uid_range."
     )
 
     @validate("isolation")
     def _known_layers(self, proposal):
         from .isolation.layers import parse_choice  # raises TraitError naming the setting
 
-        parse_choice(proposal["value"])
+        parse_choice(proposal["value"], "EDASandbox.isolation")
         return proposal["value"]
 
     @validate("uid_range")
     def _sane_uid_range(self, proposal):
-        low, high = proposal["value"]
-        if not 1000 <= low <= high < 2**31 - 1:
-            raise TraitError(f"EDASandbox.uid_range must be (first, last) with 1000 <= first <= last, got {proposal['value']!r}")
-        return proposal["value"]
+        from .isolation.settings import check_uid_range
+
+        return check_uid_range(proposal)
 
     @validate("max_execution_time", "max_memory_mb", "max_cpu_percent", "max_processes", "max_open_files",
               "watchdog_interval")

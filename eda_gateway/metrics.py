@@ -50,12 +50,11 @@ def on_verdict(verdict) -> None:
     VERDICTS.labels(verdict.ename).inc()
 
 
-def install(gateway) -> None:
-    """Hook the metrics to the gateway's services (once per gateway)."""
+def install(*, enforcement: str, telemetry, verdicts, bus) -> None:
+    """Hook the metrics to the services (once per server): the sandbox's ``enforcement``
+    backend, telemetry's snapshots, the VerdictBus and the execution bus."""
     ENFORCEMENT.clear()
-    ENFORCEMENT.labels(gateway.sandbox.enforcement).set(1)
-    gateway.telemetry.listeners.append(on_snapshot)
-    gateway.verdicts.add_listener(on_verdict)
-    ledger = getattr(gateway, "ledger", None)
-    if ledger is not None:
-        ledger.bus.observe(on_execution)
+    ENFORCEMENT.labels(enforcement).set(1)
+    telemetry.listeners.append(on_snapshot)
+    verdicts.add_listener(on_verdict)
+    bus.observe(on_execution)

@@ -4,33 +4,23 @@ Every ``EDATelemetry.interval`` seconds (default 2) the sampler gathers the
 kernel list on the event loop (cheap attribute reads), then measures host
 CPU/memory and every kernel's usage in a worker thread (the sandbox backend:
 cgroup files, or the psutil watchdog's last pass). Requests never walk
-processes: they read ``Telemetry.snapshot``.
+processes: they read ``EDATelemetry.snapshot``. ``EDATelemetry`` is both the
+configuration section and the service (``Telemetry`` is its other name).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import psutil
 from traitlets import Float, TraitError, validate
-from traitlets.config import Configurable
+from traitlets.config import LoggingConfigurable
 
 from .limits import Limits
-
-
-class EDATelemetry(Configurable):
-    """How often the one background sampler measures the host and every kernel."""
-
-    interval = Float(2.0, config=True, help="Seconds between two samples behind system-stats and /metrics.")
-
-    @validate("interval")
-    def _positive(self, proposal):
-        if proposal["value"] <= 0:
-            raise TraitError(f"EDATelemetry.interval must be > 0, got {proposal['value']!r}")
-        return proposal["value"]
 
 
 @dataclass(frozen=True)
@@ -84,11 +74,36 @@ class _Previous:
     at: float
 
 
-class Telemetry:
-    def __init__(self, gateway, interval: float, log):
-        self.gateway = gateway
-        self.interval = interval
-        self.log = log
+class Kernels(Protocol):
+    """The kernel manager, as the sampler reads it (EDAKernelManager)."""
+
+    def list_kernel_ids(self) -> list[str]: ...
+
+    def get_kernel(self, kernel_id: str) -> Any: ...
+
+    def owner_of(self, kernel_id: str) -> str | None: ...
+
+
+class EDATelemetry(LoggingConfigurable):
+    """How often the one background sampler measures the host and every kernel; the sampler."""
+
+    interval = Float(2.0, config=True, help="Seconds between two samples behind system-stats and /metrics.")
+
+    @validate("interval")
+    def _positive(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"EDATelemetry.interval must be > 0, got {proposal['value']!r}")
+        return proposal["value"]
+
+    def __init__(self, *, kernels: Kernels, sandbox, limits_for: Callable[[str], Limits],
+                 active_executions: Callable[[], Sized], **kwargs):
+        """``sandbox``: eda_gateway.sandbox.Sandbox (usage, pids, limits of confined kernels);
+        ``active_executions``: admission's executions in flight."""
+        super().__init__(**kwargs)
+        self.kernels = kernels
+        self.sandbox = sandbox
+        self.limits_for = limits_for
+        self.active_executions = active_executions
         self.snapshot = Snapshot()
         self.listeners: list[Callable[[Snapshot], None]] = []
         self._previous: dict[str, _Previous] = {}
@@ -115,7 +130,7 @@ class Telemetry:
 
     def _kernels_now(self) -> list[tuple[str, str, str]]:
         """(kernel_id, owner, execution_state) of every kernel: event-loop reads only."""
-        mapping = self.gateway.kernel_manager
+        mapping = self.kernels
         out = []
         for kernel_id in mapping.list_kernel_ids():
             try:
@@ -125,16 +140,13 @@ class Telemetry:
             out.append((kernel_id, mapping.owner_of(kernel_id) or "", state))
         return out
 
-    def _active_executions(self, kernels) -> int:
-        admission = getattr(self.gateway, "admission", None)
-        if admission is not None:
-            return len(admission.active_executions())
-        return sum(1 for _, _, state in kernels if state == "busy")
+    def _active_executions(self) -> int:
+        return len(self.active_executions())
 
     def _measure(self):
         """Blocking part, in a worker thread."""
         started = time.perf_counter()
-        usage = self.gateway.sandbox.sample()
+        usage = self.sandbox.sample()
         cpu = psutil.cpu_percent(interval=None)
         memory = psutil.virtual_memory()
         return usage, cpu, memory, time.perf_counter() - started
@@ -144,7 +156,7 @@ class Telemetry:
         loop = asyncio.get_running_loop()
         usage, cpu, memory, took = await loop.run_in_executor(None, self._measure)
         now = time.time()
-        sandbox = self.gateway.sandbox
+        sandbox = self.sandbox
         samples = []
         for kernel_id, owner, state in kernels:
             record = sandbox.kernels.get(kernel_id)
@@ -163,7 +175,7 @@ class Telemetry:
                     memory_bytes=measured.memory_bytes if measured else 0,
                     cpu_percent=cpu_percent,
                     execution_state=state,
-                    limits=record.limits if record else self.gateway.limits_for(owner),
+                    limits=record.limits if record else self.limits_for(owner),
                 )
             )
         known = {k for k, _, _ in kernels}
@@ -177,7 +189,7 @@ class Telemetry:
             memory_available=memory.available,
             memory_percent=memory.percent,
             kernels=tuple(samples),
-            active_executions=self._active_executions(kernels),
+            active_executions=self._active_executions(),
             enforcement=sandbox.enforcement,
             sampled_at=now,
             duration_seconds=took,
@@ -188,3 +200,6 @@ class Telemetry:
             except Exception:
                 self.log.exception("eda_gateway: telemetry listener failed")
         return self.snapshot
+
+
+Telemetry = EDATelemetry

@@ -193,8 +193,8 @@ class Scenario:
         }
         self.srv = GatewayServer(
             tmp / "srv",
-            extra_config=f"c.EDASandbox.isolation = {choice.split('+')[0]!r}\nc.EDAGateway.datasets = {datasets!r}\n"
-            + ("c.EDASandbox.allow_network = True\n" if choice.endswith("+network") else ""),
+            extra_config=f"c.EDAIsolation.isolation = {choice.split('+')[0]!r}\nc.EDAGateway.datasets = {datasets!r}\n"
+            + ("c.EDAIsolation.allow_network = True\n" if choice.endswith("+network") else ""),
         ).start()
         self.victim = subprocess.Popen(["sleep", "300"])
         self.alice_kid = self.srv.start_kernel("alice")
@@ -344,9 +344,9 @@ def test_impossible_choice_stops_startup(tmp_path, choice):
 
         if reachable_by(300000, [str(tmp_path)], sys.executable) is None:
             pytest.skip("the uid layer works alone on this host; nothing to refuse")
-    code, log = start_failure(tmp_path, f"c.EDASandbox.isolation = {choice!r}\n")
+    code, log = start_failure(tmp_path, f"c.EDAIsolation.isolation = {choice!r}\n")
     assert code != 0
-    assert "EDASandbox.isolation" in log
+    assert "EDAIsolation.isolation" in log
 
 
 PRIVILEGE_PROBE = r'''
@@ -385,7 +385,7 @@ def test_no_kernel_holds_privileges(tmp_path, layers):
     why = _offered(layers)
     if why:
         pytest.skip(f"this host does not offer {layers}: {why}")  # not a missing protection: a combination
-    srv = GatewayServer(tmp_path, extra_config=f"c.EDASandbox.isolation = {layers!r}\n").start()
+    srv = GatewayServer(tmp_path, extra_config=f"c.EDAIsolation.isolation = {layers!r}\n").start()
     try:
         kid = srv.start_kernel("alice")
         ws = srv.kernel_ws(kid, "alice")
@@ -422,11 +422,10 @@ def _isolation(tmp_path, choice, host, single_user=False):
 
     from eda_gateway.isolation.service import Isolation
 
-    gateway = SimpleNamespace(serverapp=SimpleNamespace(root_dir=str(tmp_path)),
-                              workspaces=SimpleNamespace(root=str(tmp_path)),
-                              identity=SimpleNamespace(single_user=single_user))
     config = SimpleNamespace(isolation=choice, allow_network=False, user_uids={}, uid_range=(300000, 300010))
-    return Isolation(gateway, config, logging.getLogger("test"), host=host)
+    return Isolation(config, logging.getLogger("test"), server_root=str(tmp_path),
+                     folders=SimpleNamespace(workspaces_root=str(tmp_path)), datasets_for=lambda owner: [],
+                     single_user=single_user, host=host)
 
 
 NOT_ROOT = "the server does not run as root, so it cannot give kernels a private /proc"
@@ -450,7 +449,7 @@ def test_auto_refuses_what_the_host_cannot_confine(tmp_path, choice, host, singl
         isolation.start()
     except IsolationUnavailable as e:
         assert outcome == "refused", e
-        assert "EDASandbox.isolation" in str(e) and ("private /proc" in str(e) or "not on this host" in str(e))
+        assert "EDAIsolation.isolation" in str(e) and ("private /proc" in str(e) or "not on this host" in str(e))
         return
     finally:
         isolation.stop()

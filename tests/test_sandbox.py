@@ -391,7 +391,7 @@ def test_restart_keeps_the_owners_limits(confined):
 
 # The two tests below turn the isolation layers off: bwrap's pid namespace would take
 # a detached child down with the kernel and hide what the sandbox itself cleans up.
-NO_ISOLATION = 'c.EDASandbox.isolation = "none"\n'
+NO_ISOLATION = 'c.EDAIsolation.isolation = "none"\n'
 
 
 def test_nothing_is_left_after_the_server_stops(tmp_path, request):

@@ -1,6 +1,7 @@
 """Kernels must not reach each other: confinement layers around each kernel.
 
-See docs/isolation.md. ``wrap_launch`` is what the kernel provisioner calls.
+See docs/isolation.md. ``Isolation.wrap`` is isolation's step of the launch chain
+(eda_gateway/sandbox/launcher.py); its settings are ``EDAIsolation`` (``settings``).
 
 This package's ``__init__`` imports nothing heavy: every kernel launch runs
 ``python -m eda_gateway.isolation.launch``, which imports it first, and the
@@ -10,7 +11,7 @@ of a CPU-capped kernel's start.
 
 from __future__ import annotations
 
-__all__ = ["LAYERS", "Isolation", "IsolationUnavailable", "parse_choice", "start_isolation", "wrap_launch"]
+__all__ = ["LAYERS", "EDAIsolation", "Isolation", "IsolationUnavailable", "parse_choice"]
 
 
 def __getattr__(name: str):  # the server-side names, imported when first asked for
@@ -22,31 +23,8 @@ def __getattr__(name: str):  # the server-side names, imported when first asked 
         from .service import Isolation
 
         return Isolation
+    if name == "EDAIsolation":
+        from .settings import EDAIsolation
+
+        return EDAIsolation
     raise AttributeError(name)
-
-
-def wrap_launch(provisioner, launch_kwargs: dict) -> dict:
-    """Confine one kernel launch (no-op outside an eda_gateway server)."""
-    km = getattr(provisioner, "parent", None)
-    gateway = getattr(getattr(km, "parent", None), "eda_gateway", None)
-    isolation = getattr(gateway, "isolation", None)
-    if isolation is None:
-        return launch_kwargs
-    return isolation.wrap(provisioner, launch_kwargs)
-
-
-def start_isolation(gateway):
-    """Pick the layers for this server (log line names them); exit if an explicit choice cannot be had."""
-    import sys
-
-    from .layers import IsolationUnavailable
-    from .service import Isolation
-
-    isolation = Isolation(gateway, gateway.sandbox_config, gateway.log)
-    try:
-        isolation.start()
-    except IsolationUnavailable as e:
-        gateway.log.critical("eda_gateway: bad configuration: %s", e)
-        sys.exit(f"eda_gateway: bad configuration: {e}")
-    gateway.kernel_manager.listeners.append(isolation.on_kernel_event)
-    return isolation

@@ -1,6 +1,6 @@
 """Which confinement layers exist on this host, and which the admin asked for.
 
-``c.EDASandbox.isolation`` is ``"auto"`` (every layer this host offers),
+``c.EDAIsolation.isolation`` is ``"auto"`` (every layer this host offers),
 ``"none"``, one layer name, or several ("landlock,uid" or a list).
 """
 
@@ -14,10 +14,10 @@ from traitlets import TraitError
 from . import bwrap, landlock, procfs
 
 LAYERS = ("landlock", "bwrap", "uid")  # in the order they are applied (outermost is bwrap)
-SETTING = "EDASandbox.isolation"
+SETTING = "EDAIsolation.isolation"
 
 
-def parse_choice(value) -> list[str] | None:
+def parse_choice(value, setting: str = SETTING) -> list[str] | None:
     """None for auto, else the chosen layers; TraitError naming the setting if unknown."""
     names = value.split(",") if isinstance(value, str) else list(value)
     names = [str(n).strip().lower() for n in names if str(n).strip()]
@@ -28,7 +28,7 @@ def parse_choice(value) -> list[str] | None:
     unknown = [n for n in names if n not in LAYERS]
     if unknown:
         raise TraitError(
-            f"{SETTING}: unknown layer(s) {unknown}; use 'auto', 'none' or some of {', '.join(LAYERS)}"
+            f"{setting}: unknown layer(s) {unknown}; use 'auto', 'none' or some of {', '.join(LAYERS)}"
         )
     return [n for n in LAYERS if n in names]
 

@@ -21,10 +21,12 @@ import sys
 import tempfile
 import time
 
+from collections.abc import Callable
+from typing import Protocol
+
 from jupyter_client.connect import port_names
 from jupyter_client.provisioning.local_provisioner import LocalPortCache
 
-from ..contents import user_root
 from ..users import user_id
 from . import bwrap, layers
 from .uids import UidAllocator, give_to, reachable_by
@@ -64,18 +66,38 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+class UserFolders(Protocol):
+    """Where a user's files are (eda_gateway/contents.py ``UserFolders``)."""
+
+    workspaces_root: str
+
+    def workspace_of(self, username: str) -> str: ...
+
+    def ensure_workspace(self, username: str) -> str: ...
+
+    def content_of(self, username: str) -> str: ...
+
+    def on_own_volume(self, username: str, path: str) -> bool: ...
+
+
 class Isolation:
-    def __init__(self, gateway, config, log, host: layers.HostLayers | None = None):
-        self.gateway = gateway
+    def __init__(self, config, log, *, server_root: str, folders: UserFolders,
+                 datasets_for: Callable[[str], list[str]], single_user: bool,
+                 host: layers.HostLayers | None = None):
+        """``config``: EDAIsolation; ``datasets_for(owner)``: the dataset paths the owner's kernels may read."""
         self.log = log
+        self.server_root = os.path.abspath(server_root)
+        self.folders = folders
+        self.datasets_for = datasets_for
+        self.single_user = single_user
         self.choice = layers.parse_choice(config.isolation)
         self.allow_network = bool(config.allow_network)
         self.host = host or layers.HostLayers.detect()
-        content_root = os.path.abspath(gateway.serverapp.root_dir)
+        content_root = self.server_root
         self.uids = UidAllocator(
             dict(config.user_uids), tuple(config.uid_range),
             anchor_of=lambda username: os.path.join(content_root, user_id(username)),
-            scanned=[content_root, gateway.workspaces.root],
+            scanned=[content_root, folders.workspaces_root],
         )
         self.active: list[str] = []
         self.warning: str | None = None  # shown in system-stats when kernels run less confined than usual
@@ -87,7 +109,7 @@ class Isolation:
         """Choose the layers; IsolationUnavailable if an explicit choice cannot be had."""
         wanted = self.choice if self.choice is not None else list(self.host.available)
         missing = {n: self.host.missing[n] for n in wanted if n not in self.host.available}
-        if self.choice is None and "uid" in wanted and self.gateway.identity.single_user:
+        if self.choice is None and "uid" in wanted and self.single_user:
             # one user, whose files the server's user owns: a kernel under another uid could
             # not write them (a plain jupyter lab's kernels run as the server's user)
             wanted.remove("uid")
@@ -138,7 +160,7 @@ class Isolation:
         message = (f"{layers.SETTING}={'auto' if self.choice is None else ','.join(self.choice)!r}: kernels cannot "
                    f"be confined here ({why}); install bubblewrap or run the server as root, or set "
                    f"{layers.SETTING} = 'none' to run them unconfined")
-        if self.choice is None and self.gateway.identity.single_user:
+        if self.choice is None and self.single_user:
             # one user: nobody else's kernels or tokens to protect (a plain jupyter lab's kernels)
             self.warning = message
             self.log.warning("eda_gateway: single-user mode: %s", message)
@@ -148,7 +170,7 @@ class Isolation:
     def _uid_unreachable(self) -> str | None:
         """Without bwrap the uid kernels run in the host's tree: can they reach what they need?"""
         probe_uid = self.uids.low
-        paths = [self.gateway.workspaces.root, os.path.abspath(self.gateway.serverapp.root_dir)]
+        paths = [self.folders.workspaces_root, self.server_root]
         why = reachable_by(probe_uid, paths, sys.executable)
         if why:
             return (f"uid {probe_uid} cannot reach the interpreter or the workspace/root folders ({why}); "
@@ -178,7 +200,7 @@ class Isolation:
         # rule TCP ports but not unix socket paths.
         return "uid" in self.active or ("bwrap" in self.active and not self.allow_network)
 
-    def wrap(self, provisioner, launch_kwargs: dict) -> dict:
+    def wrap(self, provisioner, owner: str | None, launch_kwargs: dict) -> dict:
         if not self.active:
             return launch_kwargs
         command = launch_kwargs["cmd"][0]
@@ -187,15 +209,15 @@ class Isolation:
             raise FileNotFoundError(errno.ENOENT, f"kernel command not found: {command}", command)
         km = provisioner.parent
         kernel_id = str(provisioner.kernel_id)
-        owner = self.gateway.kernel_manager.owner_of(kernel_id) or ANONYMOUS
+        owner = owner or ANONYMOUS
         kdir = self._kernel_dir(kernel_id)
         os.makedirs(kdir, mode=0o700, exist_ok=True)
         cmd = self._private_connection(provisioner, km, kdir, launch_kwargs)
 
-        workspace = self.gateway.workspaces.path_for(owner) if owner != ANONYMOUS else None
-        content = user_root(self.gateway.serverapp.root_dir, owner, self.gateway) if owner != ANONYMOUS else None
+        workspace = self.folders.workspace_of(owner) if owner != ANONYMOUS else None
+        content = self.folders.content_of(owner) if owner != ANONYMOUS else None
         own_dirs = [p for p in (workspace, content, kdir) if p and os.path.isdir(p)]
-        datasets = [d.path for d in self.gateway.datasets_catalogue.for_user(owner)] if owner != ANONYMOUS else []
+        datasets = list(self.datasets_for(owner)) if owner != ANONYMOUS else []
         env = dict(launch_kwargs.get("env") or os.environ)
         env["HOME"] = workspace or kdir
         env["EDA_ISOLATION"] = ",".join(self.active)
@@ -203,12 +225,11 @@ class Isolation:
         uid = None
         if "uid" in self.active:
             uid = self.uids.uid_for(owner)
-            quotas = getattr(self.gateway, "disk_quotas", None)
-            on_volume = quotas is not None and quotas.owner_of(workspace or "") == owner  # theirs alone
+            on_volume = self.folders.on_own_volume(owner, workspace or "")  # theirs alone
             if workspace in own_dirs and not on_volume and self._foreign(workspace, uid):
                 own_dirs[own_dirs.index(workspace)] = self._replace_foreign(workspace, owner)
             for path in own_dirs:
-                if path != os.path.abspath(self.gateway.serverapp.root_dir):  # admins share the root
+                if path != self.server_root:  # admins share the root
                     give_to(path, uid, uid)
             give_to(km.connection_file, uid, uid, 0o600)
             env["USER"] = env["LOGNAME"] = f"eda_{user_id(owner)}"
@@ -245,7 +266,7 @@ class Isolation:
         aside = f"{workspace}.foreign-{int(time.time())}"
         os.rename(workspace, aside)
         self.log.warning("eda_gateway: %s belonged to another uid; moved aside to %s", workspace, aside)
-        return self.gateway.workspaces.ensure(owner)
+        return self.folders.ensure_workspace(owner)
 
     def _private_connection(self, provisioner, km, kdir: str, launch_kwargs: dict) -> list[str]:
         """Move the connection file into the kernel's folder (and switch to IPC if needed)."""

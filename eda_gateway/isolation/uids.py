@@ -1,7 +1,7 @@
 """One OS uid per user, for servers running as root.
 
-``EDASandbox.user_uids`` pins uids ({"alice": 1001}); everyone else gets one
-from ``EDASandbox.uid_range``. The allocation needs no state file: a user whose
+``EDAIsolation.user_uids`` pins uids ({"alice": 1001}); everyone else gets one
+from ``EDAIsolation.uid_range``. The allocation needs no state file: a user whose
 content folder (``<root_dir>/<user_id>``, made by the server only) already belongs
 to a uid of the range keeps that uid (so files stay theirs across restarts), a new
 user gets the lowest uid that owns no such folder and is not pinned. Each uid is
@@ -66,7 +66,7 @@ class UidAllocator:
         for uid in range(self.low, self.high + 1):
             if uid not in taken:
                 return uid
-        raise UidExhausted(f"EDASandbox.uid_range {self.low}-{self.high} has no free uid left")
+        raise UidExhausted(f"EDAIsolation.uid_range {self.low}-{self.high} has no free uid left")
 
 
 def give_to(path: str, uid: int, gid: int, mode: int = 0o700) -> None:

@@ -1,10 +1,12 @@
 """The kernel provisioner every kernel starts through: confined from its first instruction.
 
-``EDAProvisioner`` is jupyter_client's LocalProvisioner plus the sandbox:
+``EDAProvisioner`` is jupyter_client's LocalProvisioner plus the launch chain
+(eda_gateway/sandbox/launcher.py) that the app sets on the kernel manager:
 ``pre_launch`` (which also runs on every restart) asks the sandbox for the
 owner's effective limits and the launch additions (enter the kernel's cgroups
-or set RLIMIT_AS between fork and exec, allocator/BLAS environment);
-``kill`` and ``cleanup`` also take down what escaped the process group.
+or set RLIMIT_AS between fork and exec, allocator/BLAS environment), then
+isolation for its layers; ``kill`` and ``cleanup`` also take down what escaped
+the process group. Without a chain no kernel starts.
 
 ``EDAProvisionerFactory`` replaces jupyter_client's factory singleton so that
 every kernelspec, including one naming another provisioner, gets ours.
@@ -18,8 +20,8 @@ from typing import Any
 
 from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
 
-from ..contents import inside, user_root
-from ..isolation import wrap_launch
+from ..contents import inside
+from .launcher import LaunchChain
 
 PROVISIONER_NAME = "eda-sandbox-provisioner"
 ENTRY_POINT = EntryPoint(
@@ -36,15 +38,15 @@ class SandboxMissing(RuntimeError):
 class EDAProvisioner(LocalProvisioner):
     """LocalProvisioner whose kernels run under the sandbox's limits."""
 
-    def _sandbox_and_owner(self):
-        mapping = getattr(self.parent, "parent", None)  # KernelManager -> MappingKernelManager
-        gateway = getattr(mapping, "eda_gateway", None)
-        sandbox = getattr(gateway, "sandbox", None)
-        if sandbox is None or not sandbox.ready:
+    def _mapping(self):
+        """The MappingKernelManager (EDAKernelManager) that made our KernelManager (our parent)."""
+        return getattr(self.parent, "parent", None)
+
+    def _chain(self) -> LaunchChain:
+        chain = getattr(self._mapping(), "launch_chain", None)
+        if chain is None or not chain.ready:
             raise SandboxMissing("eda_gateway's sandbox is not running: refusing to start an unconfined kernel")
-        owner_of = getattr(mapping, "owner_of", None)
-        owner = (owner_of(self.kernel_id) if owner_of else None) or ""
-        return sandbox, owner
+        return chain
 
     def resolve_path(self, path_str: str) -> str | None:
         """A path as the kernel sees it (``/api/resolvePath``), only inside the owner's
@@ -55,40 +57,36 @@ class EDAProvisioner(LocalProvisioner):
             if not self.cwd:
                 return None
             path = pathlib.Path(self.cwd) / path
-        mapping = getattr(self.parent, "parent", None)
-        gateway = getattr(mapping, "eda_gateway", None)
-        owner = mapping.owner_of(self.kernel_id) if mapping is not None and hasattr(mapping, "owner_of") else None
-        if gateway is None or not owner:
+        mapping = self._mapping()
+        folders_of = getattr(mapping, "folders_of_owner", None)
+        owner = mapping.owner_of(self.kernel_id) if folders_of is not None else None
+        if not owner:
             return None
-        folders = [user_root(gateway.serverapp.root_dir, owner, gateway), gateway.workspaces.path_for(owner)]
-        if path.exists() and any(inside(str(path), folder) for folder in folders):
+        folders = folders_of(owner)
+        if folders and path.exists() and any(inside(str(path), folder) for folder in folders):
             return path.resolve().as_posix()
         return None
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        sandbox, owner = self._sandbox_and_owner()
+        chain = self._chain()
         kwargs = await super().pre_launch(**kwargs)
-        kwargs = sandbox.prepare_launch(self.kernel_id, owner, kwargs)
-        # isolation (eda_gateway/isolation): private connection file, landlock/bwrap/uid wrapper
-        return wrap_launch(self, kwargs)
+        return chain.prepare(self, kwargs)
 
     async def post_launch(self, **kwargs: Any) -> None:
         await super().post_launch(**kwargs)
-        sandbox, _ = self._sandbox_and_owner()
-        sandbox.attached(self.kernel_id, self.pid)
+        self._chain().attached(self.kernel_id, self.pid)
 
     async def kill(self, restart: bool = False) -> None:
         await super().kill(restart=restart)
-        sandbox, _ = self._sandbox_and_owner()
-        await sandbox.kill_tree(self.kernel_id)
+        await self._chain().kill(self.kernel_id)
 
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)
         try:
-            sandbox, _ = self._sandbox_and_owner()
+            chain = self._chain()
         except SandboxMissing:
             return  # server stopping: the sandbox already removed everything
-        await sandbox.released(self.kernel_id, restart=restart)
+        await chain.released(self.kernel_id, restart=restart)
 
 
 class EDAProvisionerFactory(KernelProvisionerFactory):

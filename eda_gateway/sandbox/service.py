@@ -1,8 +1,9 @@
 """The sandbox service: one enforcement backend, the kernels it confines, and the watchdog.
 
-The app creates it (``gateway.sandbox``), starts it before any kernel can start
-and stops it last. The provisioner calls ``prepare_launch`` / ``attached`` /
-``kill_tree`` / ``released`` for every (re)launch of every kernel.
+The app creates it with its collaborators, starts it before any kernel can start
+and stops it last. It is the first step of the launch chain (launcher.py): the
+provisioner calls ``prepare_launch`` / ``attached`` / ``kill_tree`` / ``released``
+for every (re)launch of every kernel.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import asyncio
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..limits import Limits
 from ..verdicts import MEMORY_LIMIT_EXCEEDED, Verdict
@@ -39,15 +42,27 @@ class ConfinedKernel:
     launches: int = 0
 
 
+@dataclass(frozen=True)
+class WatchdogPeers:
+    """What the watchdog (watchdog.py) works with: these four services, not the app."""
+
+    kernel_manager: Any  # EDAKernelManager: owners, kernels to interrupt and restart, listeners
+    ledger: Any  # ExecutionLedger: each kernel's head execution and since when
+    limits_for: Callable[[str], Limits]
+    verdicts: Any  # VerdictBus
+
+
 class Sandbox:
-    def __init__(self, gateway, config, log):
-        self.gateway = gateway
-        self.config = config  # EDASandbox
+    def __init__(self, config, log, *, limits_for: Callable[[str], Limits], verdicts, watchdog_peers: WatchdogPeers):
+        """``config``: EDASandbox; ``verdicts``: the VerdictBus its verdicts go to."""
+        self.config = config
         self.log = log
+        self.limits_for = limits_for
+        self.verdicts = verdicts
         self.backend: Backend | None = None
         self.kernels: dict[str, ConfinedKernel] = {}
-        self.watchdog = Watchdog(self, gateway.ledger, gateway.kernel_manager, gateway.verdicts,
-                                 gateway.limits_for, config.watchdog_interval)
+        self.watchdog = Watchdog(self, watchdog_peers.ledger, watchdog_peers.kernel_manager,
+                                 watchdog_peers.verdicts, watchdog_peers.limits_for, config.watchdog_interval)
 
     # --- life ----------------------------------------------------------------
     @property
@@ -92,7 +107,7 @@ class Sandbox:
             # new process resets what the backend counts.
             self.memory_verdict_for(kernel_id)
         self.watchdog.launching(kernel_id)  # the CPU clock counts the new process from its start
-        limits = self.gateway.limits_for(owner)
+        limits = self.limits_for(owner)
         plan = self.backend.prepare(kernel_id, limits)
         env = dict(kwargs.get("env") or os.environ)
         for name, value in KERNEL_ENV_DEFAULTS.items():
@@ -159,7 +174,7 @@ class Sandbox:
         record = self.kernels.get(kernel_id)
         if record is None:
             return None
-        bus = self.gateway.verdicts
+        bus = self.verdicts
         earlier = bus.recent(kernel_id, msg_id)
         if earlier is not None and earlier.msg_id == msg_id and earlier.ename == MEMORY_LIMIT_EXCEEDED:
             return earlier

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .limits import Limits
 from .store import Store
@@ -26,8 +26,7 @@ CONCURRENT = "concurrent"
 DAY_SECONDS = 86400.0
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One execution asking to be admitted."""
 
     user: str
@@ -36,8 +35,7 @@ class Attempt:
     limits: Limits
 
 
-@dataclass(frozen=True)
-class Refusal:
+class Refusal(NamedTuple):
     reason: str
     retry_after_seconds: float
     message: str

@@ -10,16 +10,15 @@ Times are the caller's monotonic clock (``now``): one clock for every call on on
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Idle users dropped per ``add`` (amortised clean-up, never a sweep of all users).
 DROP_PER_CALL = 4
 
 
-@dataclass(frozen=True)
-class WindowRead:
+class WindowRead(NamedTuple):
     """A window's entries in its last ``window_seconds``."""
 
     count: int = 0
@@ -27,8 +26,7 @@ class WindowRead:
     newest: float | None = None  # time of the newest entry (in the window or not)
 
 
-@dataclass(frozen=True)
-class WindowAdd:
+class WindowAdd(NamedTuple):
     """The answer of ``Store.add``: the window after the call."""
 
     added: bool
@@ -37,13 +35,12 @@ class WindowAdd:
     entry: object = None  # what ``Store.remove`` needs to take the new entry back
 
 
-@dataclass(frozen=True)
-class LeaseHold:
+class LeaseHold(NamedTuple):
     """The answer of ``Store.hold``."""
 
     held: bool  # the kernel holds a lease of the user now
     new: bool  # this call took it (False: it was held already, or refused)
-    kernels: frozenset[str]  # the user's held kernels after the call
+    count: int  # kernels holding a lease of the user after the call
 
 
 class Store(Protocol):
@@ -80,10 +77,11 @@ class Store(Protocol):
 
 
 class _Window:
-    __slots__ = ("times", "seconds")
+    __slots__ = ("name", "times", "seconds")
 
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.times: deque[float] = deque(maxlen=limit)  # the last ``limit`` entry times
+    def __init__(self, name: str, limit: int, seconds: float) -> None:
+        self.name = name
+        self.times: deque[float] = deque(maxlen=limit)  # the last ``limit`` entry times, oldest first
         self.seconds = seconds  # the length last asked for (for idle clean-up)
 
 
@@ -91,8 +89,14 @@ class _UserState:
     __slots__ = ("windows", "held")
 
     def __init__(self) -> None:
-        self.windows: dict[str, _Window] = {}
+        self.windows: list[_Window] = []  # one or two: a list is smaller than a dict
         self.held: set[str] | None = None  # kernels holding a lease; None when empty
+
+    def window(self, name: str) -> _Window | None:
+        for window in self.windows:
+            if window.name == name:
+                return window
+        return None
 
 
 class MemoryStore:
@@ -115,9 +119,10 @@ class MemoryStore:
         state = self._users.get(user)
         if state is None:
             state = self._users[user] = _UserState()
-        slot = state.windows.get(window)
+        slot = state.window(window)
         if slot is None:
-            slot = state.windows[window] = _Window(limit, window_seconds)
+            slot = _Window(window, limit, window_seconds)
+            state.windows.append(slot)
         elif slot.times.maxlen != limit:
             slot.times = deque(slot.times, maxlen=limit)
         slot.seconds = window_seconds
@@ -133,7 +138,7 @@ class MemoryStore:
 
     def remove(self, user: str, window: str, entry: object) -> None:
         state = self._users.get(user)
-        slot = state.windows.get(window) if state is not None else None
+        slot = state.window(window) if state is not None else None
         if slot is None:
             return
         times = slot.times
@@ -144,7 +149,7 @@ class MemoryStore:
 
     def read(self, user: str, window: str, window_seconds: float, now: float) -> WindowRead:
         state = self._users.get(user)
-        slot = state.windows.get(window) if state is not None else None
+        slot = state.window(window) if state is not None else None
         if slot is None or not slot.times:
             return WindowRead()
         count, oldest = _in_window(slot.times, now, window_seconds)
@@ -156,13 +161,13 @@ class MemoryStore:
             state = self._users[user] = _UserState()
         held = state.held
         if held is not None and kernel_id in held:
-            return LeaseHold(True, False, frozenset(held))
+            return LeaseHold(True, False, len(held))
         if len(held or ()) >= limit:
-            return LeaseHold(False, False, frozenset(held or ()))
+            return LeaseHold(False, False, len(held or ()))
         if held is None:
             held = state.held = set()
         held.add(kernel_id)
-        return LeaseHold(True, True, frozenset(held))
+        return LeaseHold(True, True, len(held))
 
     def release(self, user: str, kernel_id: str, now: float) -> None:
         state = self._users.get(user)
@@ -183,19 +188,13 @@ class MemoryStore:
             if first == user:
                 return
             state = self._users[first]
-            if state.held or any(w.times and w.times[-1] > now - w.seconds for w in state.windows.values()):
+            if state.held or any(w.times and w.times[-1] > now - w.seconds for w in state.windows):
                 self._users.move_to_end(first)  # still active: another turn at the back
                 continue
             del self._users[first]
 
 
 def _in_window(times: deque, now: float, window_seconds: float) -> tuple[int, float | None]:
-    horizon = now - window_seconds
-    count = 0
-    oldest = None
-    for t in reversed(times):  # newest first; at most ``limit`` entries
-        if t <= horizon:
-            break
-        count += 1
-        oldest = t
-    return count, oldest
+    """Entries newer than ``now - window_seconds``: times are in order (one monotonic clock)."""
+    first = bisect_right(times, now - window_seconds)
+    return len(times) - first, (times[first] if first < len(times) else None)

@@ -92,7 +92,7 @@ def test_store_leases_hold_up_to_the_limit_and_a_held_kernel_passes():
     assert again.held and not again.new
     assert store.hold("alice", "k2", 2, now=0.0).new
     refused = store.hold("alice", "k3", 2, now=0.0)
-    assert (refused.held, refused.new, refused.kernels) == (False, False, frozenset({"k1", "k2"}))
+    assert (refused.held, refused.new, refused.count) == (False, False, 2)
     assert store.held("alice") == frozenset({"k1", "k2"}) and store.held("bob") == frozenset()
     store.release("alice", "k1", now=0.0)
     store.release("alice", "k1", now=0.0)  # idempotent
@@ -105,8 +105,8 @@ def test_store_memory_is_bounded_by_the_limit_of_each_window():
     for i in range(1000):
         store.add("alice", "w", 5, 10.0, now=float(i))
         store.add("alice", "day", 20, DAY, now=float(i))
-    windows = store._users["alice"].windows
-    assert (len(windows["w"].times), len(windows["day"].times)) == (5, 20)
+    state = store._users["alice"]
+    assert (len(state.window("w").times), len(state.window("day").times)) == (5, 20)
 
 
 def test_store_keeps_a_user_whose_long_window_still_counts():

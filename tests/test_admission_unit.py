@@ -187,7 +187,7 @@ def test_window_memory_is_bounded_by_the_limit():
         svc.admit("alice", "k1", f"m{i}", "notebook")
         svc.finish("k1", f"m{i}")
         tick(7.0)
-    assert len(store._users["alice"].windows[PER_MINUTE].times) == 10
+    assert len(store._users["alice"].window(PER_MINUTE).times) == 10
 
 
 def test_idle_users_are_dropped_without_a_sweep():

@@ -648,6 +648,7 @@ class EDAGateway(ExtensionApp):
             max_executions_per_minute=r.max_executions_per_minute,
             max_concurrent_executions=r.max_concurrent_executions,
             window_seconds=r.window_seconds,
+            max_executions_per_day=r.max_executions_per_day,
             max_kernels_per_user=self.max_kernels_per_user,
             max_connections_per_user=self.max_connections_per_user,
             cull_idle_after=self.cull_idle_after,

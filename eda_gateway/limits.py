@@ -118,6 +118,10 @@ class EDARateLimiter(Configurable):
         2, config=True, help="Kernels of one user that may run an execution at the same time."
     )
     window_seconds = Float(60.0, config=True, help="Length of the sliding window, in seconds.")
+    max_executions_per_day = Int(
+        0, config=True,
+        help="Executions admitted per user in any rolling 24 h (a sliding window of 86400 s). 0: no daily quota.",
+    )
     refusal_flood_window = Float(
         10.0, config=True, help="Seconds over which one kernel connection's refused executions are counted."
     )
@@ -137,6 +141,10 @@ class EDARateLimiter(Configurable):
     def _positive(self, proposal):
         return require_positive(proposal)
 
+    @validate("max_executions_per_day")
+    def _non_negative(self, proposal):
+        return require_positive(proposal, allow_zero=True)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -151,6 +159,7 @@ class Limits:
     max_executions_per_minute: int = 10
     max_concurrent_executions: int = 2
     window_seconds: float = 60.0
+    max_executions_per_day: int = 0  # in any rolling 24 h; 0: no daily quota
     max_kernels_per_user: int = 4
     max_connections_per_user: int = 16  # kernel websockets open at once, all kernels together
     cull_idle_after: float = 3600.0  # seconds; 0: never

@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 
 from eda_gateway.admission import CONCURRENT, PER_MINUTE, AdmissionService, MemoryStore
+from eda_gateway.handlers.ratelimit import render_status
 from eda_gateway.ledger import KERNEL_STOPPED, REPLIED
 from eda_gateway.limits import LimitPolicy, Limits
+
+
+def rendered(svc, user, observe=True) -> dict:
+    """rate-limit-status as the handler renders it; ``observe``: the user themselves asks."""
+    if observe:
+        svc.saw(user)
+    return render_status(svc.usage(user))
 
 
 class Clock:
@@ -72,7 +80,7 @@ def test_same_request_again_counts_once():
     svc, _ = service(limit=2)
     assert svc.admit("alice", "k1", "same", "notebook").allowed
     assert svc.admit("alice", "k1", "same", "notebook").allowed
-    assert svc.status("alice")["executions_in_window"] == 1
+    assert rendered(svc, "alice")["executions_in_window"] == 1
 
 
 def test_concurrency_counts_kernels_not_queued_cells():
@@ -84,7 +92,7 @@ def test_concurrency_counts_kernels_not_queued_cells():
         assert svc.admit("alice", "k1", f"a{i}", "notebook").allowed
     third = svc.admit("alice", "k3", "c1", "notebook")
     assert not third.allowed and third.reason == CONCURRENT and third.retry_after_seconds >= 1
-    status = svc.status("alice")
+    status = rendered(svc, "alice")
     assert status["concurrent_executions"] == 2 and status["status"] == "limited"
     assert sorted({e["kernel_id"] for e in status["active_executions"]}) == ["k1", "k2"]
     assert {e["source"] for e in status["active_executions"]} == {"notebook", "api"}
@@ -138,7 +146,7 @@ def test_other_users_are_unaffected_and_overrides_apply():
     assert not svc.admit("alice", "k1", "z", "notebook").allowed
     admit_and_finish(svc, "bob", "kb", n=5)
     assert not svc.admit("bob", "kb", "z", "notebook").allowed
-    assert svc.status("bob")["limits"]["max_executions_per_minute"] == 5
+    assert rendered(svc, "bob")["limits"]["max_executions_per_minute"] == 5
     for k in ("c1", "c2", "c3"):
         assert svc.admit("carol", k, k, "notebook").allowed
     assert svc.admit("carol", "c4", "c4", "notebook").reason == CONCURRENT
@@ -146,15 +154,15 @@ def test_other_users_are_unaffected_and_overrides_apply():
 
 def test_status_levels_and_fields():
     svc, tick = service(limit=10, window=60)
-    s = svc.status("alice")
+    s = rendered(svc, "alice")
     assert (s["executions_in_window"], s["remaining"], s["status"], s["reset_in_seconds"]) == (0, 10, "normal", 0)
     admit_and_finish(svc, n=5)
-    assert svc.status("alice")["status"] == "medium"
+    assert rendered(svc, "alice")["status"] == "medium"
     admit_and_finish(svc, n=3, start=5)
-    assert svc.status("alice")["status"] == "high"
+    assert rendered(svc, "alice")["status"] == "high"
     tick(10)
     admit_and_finish(svc, n=2, start=8)
-    s = svc.status("alice")
+    s = rendered(svc, "alice")
     assert (s["remaining"], s["status"]) == (0, "limited")
     assert s["retry_after_seconds"] == pytest.approx(50.0) and s["reset_in_seconds"] == pytest.approx(50.0)
     assert s["session"]["duration_seconds"] == pytest.approx(10.0)
@@ -180,7 +188,7 @@ def test_window_memory_is_bounded_by_the_limit():
         svc.admit("alice", "k1", f"m{i}", "notebook")
         svc.ledger.finish("k1", f"m{i}", REPLIED)
         tick(7.0)
-    assert len(store._users["alice"].times) == 10
+    assert len(store._users["alice"].window(PER_MINUTE).times) == 10
 
 
 def test_idle_users_are_dropped_without_a_sweep():
@@ -201,13 +209,13 @@ def test_idle_users_are_dropped_without_a_sweep():
     tick(20)
     for i in range(10):
         admit_and_finish(svc, "active", "ka", start=100 + i)
-    assert "holder" in store._users and svc.status("holder")["concurrent_executions"] == 1
+    assert "holder" in store._users and rendered(svc, "holder")["concurrent_executions"] == 1
 
 
 def test_someone_elses_look_does_not_start_a_users_session():
     svc, tick = service()
-    svc.status("alice", observe=False)  # an admin looks first
+    rendered(svc, "alice", observe=False)  # an admin looks first
     tick(100.0)
-    assert svc.status("alice")["session"]["duration_seconds"] == 0
+    assert rendered(svc, "alice")["session"]["duration_seconds"] == 0
     tick(5.0)
-    assert svc.status("alice", observe=False)["session"]["duration_seconds"] == 5
+    assert rendered(svc, "alice", observe=False)["session"]["duration_seconds"] == 5

@@ -343,8 +343,9 @@ def test_status_is_per_user_and_admins_may_ask_about_anyone(gw):
     assert own["user"] == "carol" and own["session"]["started_at"].endswith("Z")
     assert set(own) == {
         "user", "limits", "executions_in_window", "remaining", "concurrent_executions",
-        "retry_after_seconds", "reset_in_seconds", "status", "active_executions", "session", "disk",
+        "retry_after_seconds", "reset_in_seconds", "status", "daily", "active_executions", "session", "disk",
     }
+    assert own["daily"] is None and own["limits"]["max_executions_per_day"] == 0  # no daily quota by default
     assert gw.get(STATUS, None).status_code in (401, 403)
 
 

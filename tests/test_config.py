@@ -13,6 +13,7 @@ BAD = [
     ({"EDASandbox": {"max_execution_time": 0}}, "max_execution_time"),
     ({"EDASandbox": {"enforcement": "magic"}}, "enforcement"),
     ({"EDARateLimiter": {"max_executions_per_minute": -5}}, "max_executions_per_minute"),
+    ({"EDARateLimiter": {"max_executions_per_day": -1}}, "max_executions_per_day"),
     ({"EDAGateway": {"max_kernels_per_user": 0}}, "max_kernels_per_user"),
     ({"EDAGateway": {"workspace_root": "relative/dir"}}, "workspace_root"),
     ({"EDAGateway": {"user_limits": {"alice": {"max_memroy_mb": 10}}}}, "max_memroy_mb"),
@@ -44,6 +45,7 @@ def test_defaults_match_the_contract():
     assert sandbox.enforcement == "auto"
     assert (rate.max_executions_per_minute, rate.max_concurrent_executions, rate.window_seconds) == (10, 2, 60)
     assert Limits().max_kernels_per_user == 4
+    assert rate.max_executions_per_day == Limits().max_executions_per_day == 0  # no daily quota
 
 
 def test_user_and_group_overrides():

@@ -562,3 +562,34 @@ def test_example_agent_loop_runs_and_honours_retry_after(tight):
     assert example.render(failed) == "ZeroDivisionError: division by zero\n"
     with pytest.raises(RuntimeError, match="404 unknown_source"):
         example.execute(srv.base_url, token, "nothing", "1")
+
+
+def test_the_daily_quota_refuses_over_rest_and_shows_in_the_status(make_server, tmp_path):
+    """EDARateLimiter.max_executions_per_day: the third of two a day is refused, on both paths."""
+    srv = make_server(datasets_config(tmp_path / "data") + "c.EDARateLimiter.max_executions_per_day = 2\n")
+    ok(run(srv, "sales", "1"))
+    ok(run(srv, "sales", "2"))
+    refused = run(srv, "sales", "3")
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["Content-Type"].startswith("application/json")
+    body = refused.json()
+    assert body["error"] == "rate_limited" and body["reason"] == "per_day"
+    assert "at most 2 executions per 24 h" in body["message"]
+    # the first admission leaves the quota 24 h after it was made: a moment ago
+    assert 86400 - 600 < int(refused.headers["Retry-After"]) <= 86400
+    assert 86400 - 600 < body["retry_after_seconds"] <= 86400
+    status = srv.get(f"{API}/rate-limit-status", "alice").json()
+    assert status["limits"]["max_executions_per_day"] == 2
+    assert (status["daily"]["executions"], status["daily"]["remaining"]) == (2, 0)
+    assert status["status"] == "limited" and status["retry_after_seconds"] > 86400 - 600
+    # the kernel websocket is refused by the same quota
+    ws = srv.kernel_ws(srv.start_kernel("alice"), "alice")
+    try:
+        over = ws.run("4")
+        assert over.error["ename"] == "RateLimitExceeded"
+        assert over.of_type("error")[0]["metadata"]["eda_gateway"]["reason"] == "per_day"
+    finally:
+        ws.close()
+    # each user has their own quota
+    assert srv.get(f"{API}/rate-limit-status", "bob").json()["daily"] == {
+        "executions": 0, "remaining": 2, "reset_in_seconds": 0}

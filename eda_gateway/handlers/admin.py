@@ -143,7 +143,7 @@ class AdminUsersHandler(AdminAPIHandler):
         for name in names:
             kernels = kernels_by_user.get(name, [])
             seen = summary.get(name, {})
-            status = gateway.admission.status(name, observe=False)
+            usage = gateway.admission.usage(name)  # an admin looking: the user's session does not start
             last = [seen["last_activity"]] if seen.get("last_activity") else []
             last += [_epoch(k["last_activity"]) for k in kernels if k["last_activity"]]
             measured = [k for k in kernels if k["memory_bytes"] is not None]
@@ -157,9 +157,9 @@ class AdminUsersHandler(AdminAPIHandler):
                     "kernel_count": len(kernels),
                     "memory_bytes": sum(k["memory_bytes"] for k in measured) if measured else None,
                     "cpu_percent": round(sum(k["cpu_percent"] or 0.0 for k in measured), 2) if measured else None,
-                    "executions_in_window": status["executions_in_window"],
-                    "concurrent_executions": status["concurrent_executions"],
-                    "status": status["status"],
+                    "executions_in_window": usage.executions_in_window,
+                    "concurrent_executions": usage.concurrent_executions,
+                    "status": usage.level,
                     "executions": seen.get("executions", 0),
                     "refusals": seen.get("refusals", {}),
                     "verdicts": seen.get("verdicts", {}),

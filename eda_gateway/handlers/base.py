@@ -21,10 +21,13 @@ class EDAAPIHandler(APIHandler):
     """JSON in, JSON out; every error is ``{"error": CODE, "message": TEXT}``.
     Every answer to a user tells them where their execution budget stands (RateLimit headers)."""
 
+    own_usage = None  # the caller's Usage (eda_gateway/admission.py) shown in this answer's headers
+
     async def prepare(self):
         await super().prepare()
         if self.current_user is not None and "eda_gateway" in self.settings:
-            set_rate_limit_headers_for(self, self.username)
+            self.gateway.admission.saw(self.username)  # the user themselves: their session has begun
+            self.own_usage = set_rate_limit_headers_for(self, self.username)
 
     @property
     def gateway(self):

@@ -7,10 +7,49 @@ import json
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..admission import Decision
+from ..admission import Decision, Usage, iso
 from ..authorization import STATUS
 from .base import API_PREFIX, EDAAPIHandler
-from .ratelimit_headers import set_rate_limit_headers, whole_seconds
+from .ratelimit_headers import whole_seconds
+
+
+def render_status(usage: Usage) -> dict:
+    """The rate-limit-status answer (openapi.json ``RateLimitStatus``, without ``disk``)."""
+    limits, wall, daily = usage.limits, usage.taken_at, usage.daily
+    return {
+        "user": usage.user,
+        "limits": {
+            "max_executions_per_minute": limits.max_executions_per_minute,
+            "window_seconds": limits.window_seconds,
+            "max_concurrent_executions": limits.max_concurrent_executions,
+            "max_executions_per_day": limits.max_executions_per_day,
+        },
+        "executions_in_window": usage.executions_in_window,
+        "remaining": usage.remaining,
+        "concurrent_executions": usage.concurrent_executions,
+        "retry_after_seconds": round(max(0.0, usage.retry_after_seconds), 3),
+        "reset_in_seconds": round(max(0.0, usage.reset_in_seconds), 3),
+        "status": usage.level,
+        "daily": None if daily is None else {
+            "executions": daily.executions,
+            "remaining": daily.remaining,
+            "reset_in_seconds": round(daily.reset_in_seconds, 3),
+        },
+        "active_executions": [
+            {
+                "kernel_id": e.kernel_id,
+                "source": e.source,
+                "started_at": iso(e.started_at),
+                "duration_seconds": round(max(0.0, wall - e.started_at), 3),
+            }
+            for e in usage.active_executions
+        ],
+        "session": {
+            "started_at": iso(usage.session_started_at),
+            "duration_seconds": round(max(0.0, wall - usage.session_started_at), 3),
+        },
+    }
+
 
 def write_rate_limited(handler: web.RequestHandler, decision: Decision) -> None:
     """Finish ``handler`` with the 429 answer of openapi.json for a refused ``decision``."""
@@ -45,10 +84,11 @@ class RateLimitStatusHandler(EDAAPIHandler):
             return self.json_error(403, "forbidden", "only admins may ask about another user")
         elif not user.strip():
             return self.json_error(400, "bad_request", "user must not be empty")
-        status = self.gateway.admission.status(user, observe=user == self.username)
+        # the caller's own usage was read for this request's headers (prepare); another's is read here
+        usage = self.own_usage if user == self.username else self.gateway.admission.usage(user)
+        status = render_status(usage)
         quotas = getattr(self.gateway, "disk_quotas", None)
         status["disk"] = quotas.status(user) if quotas is not None else None  # None: no disk quota
-        set_rate_limit_headers(self, status)
         self.finish(json.dumps(status))
 
 

@@ -10,6 +10,8 @@ import math
 
 from tornado import web
 
+from ..admission import Usage
+
 POLICY_NAME = "exec"
 
 
@@ -18,21 +20,21 @@ def whole_seconds(seconds: float) -> int:
     return max(0, math.ceil(seconds - 1e-9))
 
 
-def set_rate_limit_headers(handler: web.RequestHandler, status: dict) -> None:
-    """Set RateLimit-Policy / RateLimit from a ``AdmissionService.status()`` dict."""
-    limits = status["limits"]
+def set_rate_limit_headers(handler: web.RequestHandler, usage: Usage) -> None:
+    """Set RateLimit-Policy / RateLimit from a user's ``Usage``."""
+    limits = usage.limits
     handler.set_header(
         "RateLimit-Policy",
-        f'"{POLICY_NAME}";q={limits["max_executions_per_minute"]};w={whole_seconds(limits["window_seconds"])}',
+        f'"{POLICY_NAME}";q={limits.max_executions_per_minute};w={whole_seconds(limits.window_seconds)}',
     )
-    handler.set_header(
-        "RateLimit", f'"{POLICY_NAME}";r={status["remaining"]};t={whole_seconds(status["reset_in_seconds"])}'
-    )
+    handler.set_header("RateLimit", f'"{POLICY_NAME}";r={usage.remaining};t={whole_seconds(usage.reset_in_seconds)}')
 
 
-def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> None:
-    """Set the RateLimit headers of ``username`` on any of our API answers."""
-    set_rate_limit_headers(handler, handler.settings["eda_gateway"].admission.status(username))
+def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> Usage:
+    """Set the RateLimit headers of ``username`` on any of our API answers; returns the usage shown."""
+    usage = handler.settings["eda_gateway"].admission.usage(username)
+    set_rate_limit_headers(handler, usage)
+    return usage
 
 
 class RetryAfterTransform(web.OutputTransform):

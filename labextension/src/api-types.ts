@@ -165,7 +165,7 @@ export interface components {
             /** @enum {string} */
             error?: "rate_limited";
             /** @enum {string} */
-            reason: "per_minute" | "concurrent";
+            reason: "per_minute" | "per_day" | "concurrent";
             retry_after_seconds: number;
         };
         ExecuteRequest: {
@@ -238,7 +238,7 @@ export interface components {
         /** Format: date-time */
         Timestamp: string;
         /**
-         * @description How much of a user's execution budget is used: `normal` below the `medium` share of the window's executions, `medium` below the `high` share, `high` below all of it, `limited` when the next execution would be refused (window full, or every concurrent slot busy). `x-thresholds` holds those shares; the server and the UI read them from here (eda_gateway/levels.py, labextension/src/api-types.ts), and the UI colours its per-kernel memory and CPU meters with the same shares.
+         * @description How much of a user's execution budget is used: `normal` below the `medium` share of the window's executions, `medium` below the `high` share, `high` below all of it, `limited` when the next execution would be refused (window full, daily quota used up, or every concurrent slot busy). `x-thresholds` holds those shares; the server and the UI read them from here (eda_gateway/levels.py, labextension/src/api-types.ts), and the UI colours its per-kernel memory and CPU meters with the same shares.
          * @enum {string}
          */
         Level: "normal" | "medium" | "high" | "limited";
@@ -248,6 +248,8 @@ export interface components {
                 max_executions_per_minute: number;
                 window_seconds: number;
                 max_concurrent_executions: number;
+                /** @description Executions admitted in any rolling 24 h (EDARateLimiter.max_executions_per_day); 0: no daily quota. */
+                max_executions_per_day: number;
             };
             executions_in_window: number;
             remaining: number;
@@ -255,6 +257,13 @@ export interface components {
             retry_after_seconds: number;
             reset_in_seconds: number;
             status: components["schemas"]["Level"];
+            /** @description The daily quota (EDARateLimiter.max_executions_per_day): admissions in the last 24 h. null when there is no daily quota. */
+            daily: {
+                executions: number;
+                remaining: number;
+                /** @description Seconds until the oldest admission of the last 24 h leaves the quota (0: none in it). */
+                reset_in_seconds: number;
+            } | null;
             active_executions: {
                 kernel_id: string;
                 /** @enum {string} */
@@ -344,7 +353,7 @@ export interface components {
                 status: components["schemas"]["Level"];
                 /** @description Executions admitted since `since`. */
                 executions: number;
-                /** @description Refusals since `since` by reason (`per_minute`, `concurrent`). */
+                /** @description Refusals since `since` by reason (`per_minute`, `per_day`, `concurrent`). */
                 refusals: {
                     [key: string]: number;
                 };

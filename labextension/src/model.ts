@@ -48,6 +48,7 @@ export function levelOf(status: IRateLimitStatus): Level {
   const { max_executions_per_minute: max, max_concurrent_executions: maxConc } = status.limits;
   if (
     status.remaining <= 0 ||
+    (status.daily !== null && status.daily !== undefined && status.daily.remaining <= 0) ||
     status.retry_after_seconds > 0 ||
     (maxConc > 0 && status.concurrent_executions >= maxConc)
   ) {
@@ -56,6 +57,14 @@ export function levelOf(status: IRateLimitStatus): Level {
   // below the limit here, so at most 'high'
   const level = levelOfShare(max > 0 ? status.executions_in_window / max : 0);
   return level === 'limited' ? 'high' : level;
+}
+
+/**
+ * "Today: 3 of 100" (executions in the last 24 h of the daily quota); null
+ * when the server has no daily quota.
+ */
+export function dailyWords(status: IRateLimitStatus): string | null {
+  return status.daily ? `Today: ${status.daily.executions} of ${status.limits.max_executions_per_day}` : null;
 }
 
 /** "1 h 02 min", "3 min 05 s", "41 s": short, and readable by a screen reader. */

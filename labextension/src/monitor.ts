@@ -5,7 +5,7 @@
 import { Message } from '@lumino/messaging';
 
 import { h, Meter, shareLevel } from './dom';
-import { formatBytes, formatDuration, ResourceModel } from './model';
+import { dailyWords, formatBytes, formatDuration, ResourceModel } from './model';
 import { TickingModelWidget } from './ticking';
 import { IKernelStats } from './types';
 
@@ -45,13 +45,22 @@ export class ResourceMonitor extends TickingModelWidget {
     this._executions = new Meter('Executions in window', 'eda-meter-executions');
     this._concurrent = new Meter('Running now', 'eda-meter-concurrent');
     this._remaining = h('div', { class: 'eda-Monitor-line', 'data-testid': 'eda-remaining' });
+    this._daily = h('div', { class: 'eda-Monitor-line', 'data-testid': 'eda-daily' });
     this._retry = h('div', {
       class: 'eda-Monitor-line eda-Monitor-retry',
       'data-testid': 'eda-retry',
       role: 'alert'
     });
     this._error = h('div', { class: 'eda-Monitor-error', 'data-testid': 'eda-error', role: 'alert' });
-    this.node.append(header, this._executions.node, this._concurrent.node, this._remaining, this._retry, this._error);
+    this.node.append(
+      header,
+      this._executions.node,
+      this._concurrent.node,
+      this._remaining,
+      this._daily,
+      this._retry,
+      this._error
+    );
 
     if (!this._compact) {
       this._active = h('ul', { class: 'eda-List', 'data-testid': 'eda-active-executions' });
@@ -122,6 +131,10 @@ export class ResourceMonitor extends TickingModelWidget {
     this._remaining.textContent =
       `${status.remaining} remaining` +
       (status.executions_in_window > 0 ? ` · resets in ${formatDuration(Math.ceil(resetIn))}` : '');
+    // the daily quota, when the server has one: a rolling 24 h
+    const daily = dailyWords(status);
+    this._daily.hidden = daily === null;
+    this._daily.textContent = daily === null ? '' : `${daily} · ${status.daily!.remaining} remaining`;
     const retryIn = model.retryIn(now);
     this._retry.hidden = !model.isLimited(now);
     this._retry.textContent =
@@ -235,6 +248,7 @@ export class ResourceMonitor extends TickingModelWidget {
   private _executions: Meter;
   private _concurrent: Meter;
   private _remaining: HTMLElement;
+  private _daily: HTMLElement;
   private _retry: HTMLElement;
   private _error: HTMLElement;
   private _active: HTMLElement | null = null;

@@ -24,6 +24,10 @@ export function limitWords(reason: string | undefined, limits: Limits | null): s
       return limits
         ? `at most ${limits.max_executions_per_minute} executions per ${windowWords(limits.window_seconds)}`
         : 'the execution budget of this window is used up';
+    case 'per_day':
+      return limits && limits.max_executions_per_day > 0
+        ? `at most ${limits.max_executions_per_day} executions per 24 h`
+        : 'the daily execution quota is used up';
     case 'concurrent':
       return limits
         ? `at most ${limits.max_concurrent_executions} executions at once`

@@ -5,7 +5,7 @@
 import { Message } from '@lumino/messaging';
 
 import { h } from './dom';
-import { formatDuration, ResourceModel } from './model';
+import { dailyWords, formatDuration, ResourceModel } from './model';
 import { LEVEL_LABELS } from './monitor';
 import { TickingModelWidget } from './ticking';
 
@@ -46,6 +46,7 @@ export class StatusItem extends TickingModelWidget {
       `Executions: ${status.executions_in_window} of ${status.limits.max_executions_per_minute} ` +
       `per ${formatDuration(status.limits.window_seconds)}, ${status.remaining} remaining. ` +
       `Running: ${status.concurrent_executions} of ${status.limits.max_concurrent_executions}. ` +
+      (status.daily ? `${dailyWords(status)}, ${status.daily.remaining} remaining. ` : '') +
       `Status: ${label}.` +
       (limited && retry > 0 ? ` Run again in ${formatDuration(Math.ceil(retry))}.` : '') +
       ' Open the Resource Monitor.';

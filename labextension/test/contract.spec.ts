@@ -14,7 +14,7 @@ import { limitWords } from '../src/refusal';
 import { IRateLimitStatus, levelOfShare } from '../src/types';
 import { verdictDetails } from '../src/watch';
 
-const limits = { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2 };
+const limits = { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 0 };
 
 describe('retry seconds travel as fields', () => {
   it('reads reason and retry_after_seconds from metadata.eda_gateway', () => {
@@ -57,8 +57,19 @@ describe('retry seconds travel as fields', () => {
     expect(message).toContain('when a running execution ends');
   });
 
+  it('names the daily quota from the limits field', () => {
+    const { message } = verdictMessage(
+      { ename: 'RateLimitExceeded', evalue: 'Try again in 1 h.', reason: 'per_day', retryAfterSeconds: 18720, key: 'd' },
+      0,
+      { ...limits, max_executions_per_day: 100 }
+    );
+    expect(message).toContain('at most 100 executions per 24 h');
+    expect(message).toContain('Retry in 5 h 12 min');
+    expect(limitWords('per_day', null)).toContain('daily execution quota is used up');
+  });
+
   it('names unknown reasons with the server message', () => {
-    expect(limitWords('per_day', limits)).toBeNull();
+    expect(limitWords('per_fortnight', limits)).toBeNull();
     expect(limitWords('per_minute', null)).toContain('used up');
   });
 });
@@ -88,9 +99,12 @@ describe('level thresholds are defined once (openapi.json)', () => {
       status: 'a word from a newer server',
       active_executions: [],
       session: null,
-      disk: null
+      disk: null,
+      daily: null
     } as IRateLimitStatus;
     expect(levelOf(status)).toBe('high');
     expect(levelOf({ ...status, status: 'medium' })).toBe('medium'); // the server decides
+    // a used-up daily quota limits whatever the window says
+    expect(levelOf({ ...status, daily: { executions: 5, remaining: 0, reset_in_seconds: 60 } })).toBe('limited');
   });
 });

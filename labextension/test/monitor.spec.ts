@@ -57,6 +57,23 @@ it('shows the budget as labelled meters and the level as a word', async () => {
   expect(text(node, 'eda-system')).toContain('Enforcementcgroup-v1');
 });
 
+it('shows the daily quota only when the server has one, and waits for it when it is used up', async () => {
+  const node = open();
+  await refreshed(model);
+  expect((node.querySelector('[data-testid=eda-daily]') as HTMLElement).hidden).toBe(true);
+  server.current = status({
+    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 5 },
+    status: 'limited',
+    retry_after_seconds: 18720,
+    daily: { executions: 5, remaining: 0, reset_in_seconds: 18720 }
+  });
+  await refreshed(model);
+  expect((node.querySelector('[data-testid=eda-daily]') as HTMLElement).hidden).toBe(false);
+  expect(text(node, 'eda-daily')).toBe('Today: 5 of 5 · 0 remaining');
+  expect(text(node, 'eda-badge')).toBe('Limited');
+  expect(text(node, 'eda-retry')).toBe('Limited: you can run again in 5 h 12 min');
+});
+
 it('ticks durations up and the reset down on the model clock, without asking the server', async () => {
   const node = open();
   await refreshed(model);

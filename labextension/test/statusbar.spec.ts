@@ -48,6 +48,16 @@ it('shows executions and running of their limits, and the level as a word', asyn
   );
 });
 
+it('says how much of the daily quota is used, when there is one', async () => {
+  server.current = status({
+    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 100 },
+    daily: { executions: 42, remaining: 58, reset_in_seconds: 3600 }
+  });
+  await refreshed(model);
+  expect(item.node.getAttribute('aria-label')).toContain('Running: 1 of 2. Today: 42 of 100, 58 remaining. Status:');
+  expect(item.node.title).toContain('Today: 42 of 100');
+});
+
 it('counts the retry wait down on the model clock, without asking the server', async () => {
   server.current = limited(30);
   await refreshed(model);

@@ -18,13 +18,14 @@ export const EPOCH = Date.UTC(2020, 0, 1);
 export function status(overrides: Partial<IRateLimitStatus> = {}): IRateLimitStatus {
   return {
     user: 'alice',
-    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2 },
+    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 0 },
     executions_in_window: 3,
     remaining: 7,
     concurrent_executions: 1,
     retry_after_seconds: 0,
     reset_in_seconds: 41.2,
     status: 'normal',
+    daily: null,
     active_executions: [
       { kernel_id: 'k1aaaaaaaaaa', source: 'notebook', started_at: '2019-12-31T23:59:57Z', duration_seconds: 2.5 }
     ],

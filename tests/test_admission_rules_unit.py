@@ -10,6 +10,7 @@ from eda_gateway.admission import PER_DAY, PER_MINUTE, AdmissionService
 from eda_gateway.handlers.ratelimit import render_status
 from eda_gateway.handlers.ratelimit_headers import set_rate_limit_headers
 from eda_gateway.limits import EDARateLimiter, LimitPolicy, Limits, validate_user_limits
+from eda_gateway.ledger import REPLIED
 from eda_gateway.rules import (
     CONCURRENT,
     DAY_SECONDS,
@@ -47,7 +48,7 @@ def service(base: Limits | None = None, user_limits=None, groups=None, store=Non
 def run(svc, user="alice", kernel="k1", msg_id="m"):
     decision = svc.admit(user, kernel, msg_id, "notebook")
     if decision.allowed:
-        svc.finish(kernel, msg_id)
+        svc.ledger.finish(kernel, msg_id, REPLIED)
     return decision
 
 

@@ -173,8 +173,9 @@ def test_the_kernel_manager_holds_the_chain_of_this_servers_sandbox_and_isolatio
     chain = jp_serverapp.kernel_manager.launch_chain
     assert chain.sandbox is gateway.sandbox and chain.isolation is gateway.isolation
     assert not hasattr(jp_serverapp.kernel_manager, "eda_gateway")  # no way back to the app
-    assert gateway.sandbox.gateway.kernel_manager is jp_serverapp.kernel_manager  # the watchdog's peers only
-    assert not hasattr(gateway.sandbox.gateway, "serverapp")
+    assert gateway.sandbox.watchdog.kernel_manager is jp_serverapp.kernel_manager  # the watchdog's peers only
+    assert gateway.sandbox.watchdog.ledger is gateway.ledger
+    assert not hasattr(gateway.sandbox, "gateway")  # no back-reference to the app either
 
 
 def test_system_stats_answers_from_its_three_collaborators():

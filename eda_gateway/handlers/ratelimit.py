@@ -85,7 +85,9 @@ class RateLimitStatusHandler(EDAAPIHandler):
         elif not user.strip():
             return self.json_error(400, "bad_request", "user must not be empty")
         # the caller's own usage was read for this request's headers (prepare); another's is read here
-        usage = self.own_usage if user == self.username else self.gateway.admission.usage(user)
+        usage = self.own_usage if user == self.username and self.own_usage is not None else None
+        if usage is None:
+            usage = self.gateway.admission.usage(user)
         status = render_status(usage)
         quotas = getattr(self.gateway, "disk_quotas", None)
         status["disk"] = quotas.status(user) if quotas is not None else None  # None: no disk quota

@@ -58,11 +58,23 @@ def _starts_servers(item) -> bool:
     return any(item.get_closest_marker(tier) for tier in ("e2e", "browser", "compat"))
 
 
+def _starts_peer_suite(item) -> bool:
+    """The peer run lives in the process that checks its result: under xdist, the one worker
+    that runs the SENSITIVE group (the peer checks are in it); it starts once that worker is
+    past the browser tests. Every worker collects the whole suite, so the others must not."""
+    if item.nodeid.startswith("tests/browser/"):
+        return False
+    if not hasattr(item.config, "workerinput"):  # no xdist: the first test after the browsers
+        return True
+    group = item.get_closest_marker("xdist_group")
+    return group is not None and group.args == (SENSITIVE,)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     # before the item's fixtures: a module-scoped server starts within its first test's setup
     harness.allow_servers(_starts_servers(item), item.nodeid)
-    if getattr(item.config, "_eda_peer_suite", False) and not item.nodeid.startswith("tests/browser/"):
+    if getattr(item.config, "_eda_peer_suite", False) and _starts_peer_suite(item):
         import jupyter_server_suite
 
         jupyter_server_suite.start_in_background("eda_gateway")

@@ -21,7 +21,7 @@ def gw(tmp_path_factory):
     srv = GatewayServer(tmp_path_factory.mktemp("endings"), extra_config=(
         "c.EDASandbox.max_memory_mb = 128\n"
         "c.EDASandbox.watchdog_interval = 3600\n"
-        "c.EDASandbox.isolation = 'none'\n"  # faster restarts; confinement is tested elsewhere
+        "c.EDAIsolation.isolation = 'none'\n"  # faster restarts; confinement is tested elsewhere
         "c.EDARateLimiter.max_executions_per_minute = 1000\n"
     )).start()
     yield srv

@@ -19,7 +19,7 @@ BROKEN_WALL_CLOCK = (
     "def _broken(self, event):\n"
     "    raise RuntimeError('a bug in the wall clock')\n"
     "_watchdog.Watchdog.on_execution = _broken\n"
-    "c.EDASandbox.isolation = 'none'\n"
+    "c.EDAIsolation.isolation = 'none'\n"
 )
 
 

@@ -10,7 +10,7 @@ peer suite in a subprocess with this directory on ``PYTHONPATH``.
   ``jpserver_extensions["eda_gateway"] = True`` (added to whatever the test enables) and
   ``EDAGateway.workspace_root``/``history_db`` under a per-test temporary folder. Identity
   stays jupyter_server's default (one token): eda_gateway's single-user mode.
-  ``EDA_COMPAT_EXTRA_CONFIG`` (JSON, e.g. ``{"EDASandbox": {"isolation": "none"}}``) adds
+  ``EDA_COMPAT_EXTRA_CONFIG`` (JSON, e.g. ``{"EDAIsolation": {"isolation": "none"}}``) adds
   config for experiments; the tier itself never sets it.
 - ``EDA_COMPAT_REPORT=<file>``: writes what happened in-process as JSON at the end: how many
   servers started, how many with eda_gateway active and in which identity mode, and the
@@ -100,7 +100,7 @@ def _eda_config(app) -> None:
             },
         }
     )
-    extra = os.environ.get("EDA_COMPAT_EXTRA_CONFIG")  # for experiments: {"EDASandbox": {...}}
+    extra = os.environ.get("EDA_COMPAT_EXTRA_CONFIG")  # for experiments: {"EDAIsolation": {...}}
     if extra:
         config.merge(Config(json.loads(extra)))
     app.update_config(config)

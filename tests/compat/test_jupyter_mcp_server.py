@@ -175,7 +175,7 @@ def stderr_tail(srv, n: int = 3000) -> str:
 # carol: a small memory limit, alice: a quota of 2 kernels and a roomy budget).
 # Isolation off: kernels start in ~0.5 s; confinement is tested elsewhere.
 CONFIG = """
-c.EDASandbox.isolation = "none"
+c.EDAIsolation.isolation = "none"
 c.EDAGateway.user_limits = {
     "alice": {"max_executions_per_minute": 100, "max_kernels_per_user": 2},
     "bob": {"max_executions_per_minute": 1, "window_seconds": 3600},

@@ -6,9 +6,8 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    // api-types.ts is generated (jlpm gen:types); test/ is linted once its
-    // jsdom conversion lands.
-    ignores: ['lib/', 'node_modules/', 'src/api-types.ts', 'test/', '**/*.d.ts']
+    // api-types.ts is generated (jlpm gen:types)
+    ignores: ['lib/', 'node_modules/', 'src/api-types.ts', '**/*.d.ts']
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

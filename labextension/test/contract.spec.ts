@@ -14,7 +14,12 @@ import { limitWords } from '../src/refusal';
 import { IRateLimitStatus, levelOfShare } from '../src/types';
 import { verdictDetails } from '../src/watch';
 
-const limits = { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 0 };
+const limits = {
+  max_executions_per_minute: 10,
+  window_seconds: 60,
+  max_concurrent_executions: 2,
+  max_executions_per_day: 0
+};
 
 describe('retry seconds travel as fields', () => {
   it('reads reason and retry_after_seconds from metadata.eda_gateway', () => {
@@ -59,7 +64,13 @@ describe('retry seconds travel as fields', () => {
 
   it('names the daily quota from the limits field', () => {
     const { message } = verdictMessage(
-      { ename: 'RateLimitExceeded', evalue: 'Try again in 1 h.', reason: 'per_day', retryAfterSeconds: 18720, key: 'd' },
+      {
+        ename: 'RateLimitExceeded',
+        evalue: 'Try again in 1 h.',
+        reason: 'per_day',
+        retryAfterSeconds: 18720,
+        key: 'd'
+      },
       0,
       { ...limits, max_executions_per_day: 100 }
     );

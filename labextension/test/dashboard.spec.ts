@@ -121,9 +121,7 @@ it('lists every user, sorted by name, and the last hour on its own clock', async
   const carol = [...node.querySelectorAll('[data-user=carol] td')].map(c => c.textContent);
   expect(carol.slice(0, 7)).toEqual(['0', '-', '-', '0 / 10', '5', '2', '0']);
   expect(history).toHaveBeenCalledWith(60, EPOCH);
-  expect(node.querySelector('.eda-Admin-status')!.textContent).toBe(
-    `Updated ${new Date(EPOCH).toLocaleTimeString()}`
-  );
+  expect(node.querySelector('.eda-Admin-status')!.textContent).toBe(`Updated ${new Date(EPOCH).toLocaleTimeString()}`);
 });
 
 it('sorts by a column, descending first, and back', async () => {
@@ -152,8 +150,7 @@ it('polls again every 15 s of its clock', async () => {
 
 it('interrupts a kernel at once, and asks before shutting one down', async () => {
   const node = await open();
-  const action = (name: string) =>
-    node.querySelector(`[data-user=alice] [data-action="${name}"]`) as HTMLButtonElement;
+  const action = (name: string) => node.querySelector(`[data-user=alice] [data-action="${name}"]`) as HTMLButtonElement;
   action('Interrupt').click();
   await clock.advance(0);
   expect(KernelAPI.interruptKernel).toHaveBeenCalledWith(KERNEL.kernel_id);
@@ -174,9 +171,7 @@ it('interrupts a kernel at once, and asks before shutting one down', async () =>
 it('charts a line per user, and memory only for users with samples', async () => {
   const node = await open();
   const lines = (id: string) =>
-    [...node.querySelectorAll(`[data-testid=${id}] path.eda-AdminChart-line`)].map(p =>
-      p.getAttribute('data-user')
-    );
+    [...node.querySelectorAll(`[data-testid=${id}] path.eda-AdminChart-line`)].map(p => p.getAttribute('data-user'));
   expect(lines('eda-admin-chart-executions')).toEqual(['alice', 'bob']);
   expect(lines('eda-admin-chart-memory')).toEqual(['alice']);
   // a bucket without a sample breaks the line rather than drawing zero

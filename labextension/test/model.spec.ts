@@ -15,7 +15,12 @@ import { IRateLimitStatus, ISystemStats, IVerdict } from '../src/types';
 function status(overrides: Partial<IRateLimitStatus> = {}): IRateLimitStatus {
   return {
     user: 'alice',
-    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 0 },
+    limits: {
+      max_executions_per_minute: 10,
+      window_seconds: 60,
+      max_concurrent_executions: 2,
+      max_executions_per_day: 0
+    },
     executions_in_window: 3,
     remaining: 7,
     concurrent_executions: 1,

@@ -5,18 +5,7 @@
  */
 import { ResourceModel } from '../src/model';
 import { ResourceMonitor } from '../src/monitor';
-import {
-  attach,
-  FakeClock,
-  FakeServer,
-  kernel,
-  limited,
-  makeModel,
-  refreshed,
-  stats,
-  status,
-  text
-} from './widgets';
+import { attach, FakeClock, FakeServer, kernel, limited, makeModel, refreshed, stats, status, text } from './widgets';
 
 let clock: FakeClock;
 let server: FakeServer;
@@ -62,7 +51,12 @@ it('shows the daily quota only when the server has one, and waits for it when it
   await refreshed(model);
   expect((node.querySelector('[data-testid=eda-daily]') as HTMLElement).hidden).toBe(true);
   server.current = status({
-    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 5 },
+    limits: {
+      max_executions_per_minute: 10,
+      window_seconds: 60,
+      max_concurrent_executions: 2,
+      max_executions_per_day: 5
+    },
     status: 'limited',
     retry_after_seconds: 18720,
     daily: { executions: 5, remaining: 0, reset_in_seconds: 18720 }

@@ -82,15 +82,17 @@ function result(overrides: Partial<IExecuteResult> = {}): IExecuteResult {
 }
 
 function refusal(retry: number): ApiError {
-  return new ApiError(
-    429,
-    { error: 'rate_limited', reason: 'rate_limit', message: 'Rate limit reached.' },
-    retry
-  );
+  return new ApiError(429, { error: 'rate_limited', reason: 'rate_limit', message: 'Rate limit reached.' }, retry);
 }
 
 async function open(): Promise<HTMLElement> {
-  runner = attach(new RunnerPanel({ model, rendermime: {} as any, editorServices: { factoryService: { newInlineEditor: jest.fn() } } as any }));
+  runner = attach(
+    new RunnerPanel({
+      model,
+      rendermime: {} as any,
+      editorServices: { factoryService: { newInlineEditor: jest.fn() } } as any
+    })
+  );
   await clock.advance(0); // the dataset list comes in
   return runner.node;
 }

@@ -50,7 +50,12 @@ it('shows executions and running of their limits, and the level as a word', asyn
 
 it('says how much of the daily quota is used, when there is one', async () => {
   server.current = status({
-    limits: { max_executions_per_minute: 10, window_seconds: 60, max_concurrent_executions: 2, max_executions_per_day: 100 },
+    limits: {
+      max_executions_per_minute: 10,
+      window_seconds: 60,
+      max_concurrent_executions: 2,
+      max_executions_per_day: 100
+    },
     daily: { executions: 42, remaining: 58, reset_in_seconds: 3600 }
   });
   await refreshed(model);

@@ -1,24 +1,64 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: a venv with eda_gateway installed.
+# Installs only what is missing; the JupyterLab extension's npm install and build run
+# beside the Python installs (they are independent), and are skipped when up to date.
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# Node builds the JupyterLab extension during `pip install`; Debian's chromium runs the
-# browser tests (Playwright's own browser downloads are never used).
+# Node builds the JupyterLab extension; Debian's chromium runs the browser tests (Playwright's
+# own browser downloads are never used); bubblewrap is one of the kernel isolation layers
+# (docs/isolation.md); e2fsprogs (mkfs.ext4/e2fsck/resize2fs) makes the per-user disk
+# volumes (docs/sandbox.md, Disk). One apt-get run for whatever of these is missing.
 eda_apt=""
 command -v node >/dev/null 2>&1 || eda_apt="$eda_apt nodejs"
 [ -x /usr/bin/chromium ] || eda_apt="$eda_apt chromium"
+command -v bwrap >/dev/null 2>&1 || eda_apt="$eda_apt bubblewrap"
+command -v mkfs.ext4 >/dev/null 2>&1 || eda_apt="$eda_apt e2fsprogs"
 if [ -n "$eda_apt" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # shellcheck disable=SC2086  # a list of package names
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $eda_apt) >/dev/null \
     || echo "setup.sh: could not install$eda_apt" >&2
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
-# bubblewrap: one of the kernel isolation layers (docs/isolation.md); Debian/Ubuntu hosts
-if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null || echo "setup.sh: could not install bubblewrap" >&2
+# uv (PyPI) installs in seconds what pip resolves in minutes; pip stays the fallback.
+if [ ! -x .venv/bin/uv ]; then
+  .venv/bin/python -m pip install --quiet uv 2>/dev/null || true
 fi
-# e2fsprogs: mkfs.ext4/e2fsck/resize2fs for the per-user disk volumes (docs/sandbox.md, Disk)
-if ! command -v mkfs.ext4 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq e2fsprogs) >/dev/null || echo "setup.sh: could not install e2fsprogs" >&2
+eda_pip_install() {
+  if [ -x .venv/bin/uv ]; then
+    .venv/bin/uv pip install --quiet --python .venv/bin/python "$@"
+  else
+    .venv/bin/python -m pip install --quiet "$@"
+  fi
+}
+# The extension (labextension/ -> eda_gateway/labextension/) is built here, not by the
+# editable install's build hook (SKIP_JUPYTER_BUILDER below): that hook rebuilt it on
+# every run. Rebuilt when a source is newer than the build; `jlpm` comes from jupyter-builder.
+eda_lab_built=eda_gateway/labextension/static/style.js
+eda_lab_stale() {
+  [ ! -f "$eda_lab_built" ] || [ ! -d labextension/node_modules ] \
+    || [ -n "$(find labextension/src labextension/style labextension/schema labextension/package.json \
+                    labextension/yarn.lock labextension/tsconfig.json -newer "$eda_lab_built" -print -quit)" ]
+}
+eda_lab_pid=""
+if eda_lab_stale; then
+  [ -x .venv/bin/jlpm ] || eda_pip_install "jupyter-builder>=1.2,<2"
+  (
+    cd labextension
+    log=$(mktemp)
+    if ! { PATH="$PWD/../.venv/bin:$PATH" jlpm install && PATH="$PWD/../.venv/bin:$PATH" jlpm build; } >"$log" 2>&1; then
+      tail -40 "$log" >&2; rm -f "$log"; exit 1
+    fi
+    rm -f "$log"
+  ) &
+  eda_lab_pid=$!
 fi
+# The dependencies meanwhile; eda_gateway itself once the build is there (hatch copies it
+# into share/jupyter/labextensions/).
+if [ -x .venv/bin/uv ]; then
+  eda_pip_install -r pyproject.toml --extra test
+fi
+if [ -n "$eda_lab_pid" ]; then
+  wait "$eda_lab_pid" || { echo "setup.sh: building the JupyterLab extension failed" >&2; false; }
+fi
+SKIP_JUPYTER_BUILDER=1 eda_pip_install -e ".[test]"
+unset eda_apt eda_lab_built eda_lab_pid
+unset -f eda_pip_install eda_lab_stale

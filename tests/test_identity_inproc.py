@@ -131,3 +131,48 @@ async def test_multi_user_mode_can_be_forced(jp_fetch, jp_serverapp):
     token = {"Authorization": f"token {PERSONAL_TOKEN}"}
     # jupyter_server's provider names nobody: each token-only request is a new anonymous user
     assert await _me(jp_fetch, headers=token) != await _me(jp_fetch, headers=token)
+
+
+# --- the browser's login form -------------------------------------------------------------
+
+
+def _cookies(response) -> dict:
+    jar = {}
+    for header in response.headers.get_list("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        jar[name] = rest.split(";", 1)[0]
+    return jar
+
+
+def _cookie_header(jar: dict) -> str:
+    return "; ".join(f"{name}={value}" for name, value in jar.items())
+
+
+async def _login(fetch, password: str):
+    page = await fetch("login", headers={"Authorization": ""})
+    assert page.code == 200 and b"password" in page.body
+    jar = _cookies(page)
+    body = f"password={password}&_xsrf={jar['_xsrf']}"
+    try:
+        response = await fetch("login", method="POST", body=body, follow_redirects=False,
+                               headers={"Authorization": "", "Cookie": _cookie_header(jar)})
+    except HTTPClientError as e:
+        response = e.response
+    return response, jar
+
+
+@pytest.mark.parametrize("user", ["alice", "carol"])
+async def test_the_login_form_takes_a_token_and_the_cookie_identifies_the_user(jp_fetch, user):
+    response, jar = await _login(jp_fetch, TOKENS[user])
+    assert response.code == 302
+    jar.update(_cookies(response))
+    assert any(name.startswith("username-") for name in jar)
+    assert await _me(jp_fetch, headers={"Authorization": "", "Cookie": _cookie_header(jar)}) == user
+
+
+async def test_the_login_form_refuses_a_wrong_token(jp_fetch):
+    response, jar = await _login(jp_fetch, "guess")
+    assert response.code != 302
+    jar.update(_cookies(response))
+    assert not any(name.startswith("username-") for name in jar)
+    assert await _status_of(jp_fetch, "api", "me", headers={"Authorization": "", "Cookie": _cookie_header(jar)}) == 403

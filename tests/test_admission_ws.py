@@ -121,29 +121,24 @@ def own_socket(gw, kernels, prefix: str, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_eleventh_execution_is_refused_with_a_correct_retry_time(gw, kernels, protocol):
+def test_eleventh_execution_is_refused_and_runs_again_after_the_announced_wait(gw, kernels, protocol):
+    # The retry time's arithmetic is tested on a fake clock (tests/test_admission_rules_unit.py,
+    # tests/test_websocket_admission_unit.py); here: the refusal, the status and the headers a
+    # real server gives, and that waiting as long as announced is enough.
     user, kid, kc = own_socket(gw, kernels, "p", protocol)
     try:
-        # the first admission happens between these two instants
-        t_first = time.time()
-        assert kc.run("0 + 1").result == "1"
-        t_first_done = time.time()
-        for i in range(1, 10):
+        for i in range(10):
             ex = kc.run(f"{i} + 1")
             assert ex.reply["status"] == "ok" and ex.result == str(i + 1)
         msg_id = kc.execute("print('must never run')")
         messages = kc.collect(msg_id)
-        t_refused = time.time()
         wait = assert_refused(messages, msg_id, f"10 executions per {WINDOW:g} s")
+        assert 0 < wait <= WINDOW
         assert "must never run" not in str(messages)
 
-        # the oldest admission leaves the window WINDOW s after it was made
-        earliest, latest = t_first + WINDOW - t_refused, t_first_done + WINDOW - t_refused
-        assert earliest - 0.3 <= wait <= latest + 1.3  # whole seconds, rounded up
         s = status(gw, user)
-        t_status = time.time()
         assert (s["executions_in_window"], s["remaining"], s["status"]) == (10, 0, "limited")
-        assert t_first + WINDOW - t_status - 0.3 <= s["retry_after_seconds"] <= latest + 0.3
+        assert 0 < s["retry_after_seconds"] <= WINDOW
         r = gw.get(STATUS, user)
         assert r.headers["RateLimit-Policy"] == f'"exec";q=10;w={WINDOW:g}'
         assert re.fullmatch(r'"exec";r=0;t=\d+', r.headers["RateLimit"])
@@ -155,7 +150,7 @@ def test_eleventh_execution_is_refused_with_a_correct_retry_time(gw, kernels, pr
         okc.close()
 
         # after the announced wait, the user runs again
-        time.sleep(max(0.0, s["retry_after_seconds"]) + 0.2)
+        time.sleep(s["retry_after_seconds"] + 0.2)
         assert kc.run("'again'").reply["status"] == "ok"
     finally:
         kc.close()

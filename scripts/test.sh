@@ -14,11 +14,4 @@ case "$tier" in
   browser) set -- tests/browser "$@" ;;
   compat) set -- tests/compat "$@" ;;
 esac
-# Two workers (pytest-xdist) on this 2-core machine; tests that must not run beside each
-# other's load share one xdist_group (tests/conftest.py, SENSITIVE) and so one worker, in
-# order. EDA_TEST_WORKERS=0 runs everything in this process, one test after another.
-workers=${EDA_TEST_WORKERS:-2}
-if [ "$workers" != 0 ]; then
-  set -- -n "$workers" --dist loadgroup "$@"
-fi
 exec .venv/bin/python -m pytest "$@"

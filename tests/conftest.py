@@ -45,8 +45,13 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.compat)
         if item.nodeid.startswith(SENSITIVE_PATHS):
             item.add_marker(pytest.mark.xdist_group(SENSITIVE))
+    # The browser tests come last but for the peer suite's checks: Playwright's sync API keeps
+    # an event loop running in this thread until the session ends, and an in-process test
+    # after it (pytest-jupyter's fixtures, asyncio.run) would find that loop already running.
     peer = [item for item in items if item.nodeid.startswith(PEER_SUITE)]
-    items[:] = [item for item in items if not item.nodeid.startswith(PEER_SUITE)] + peer
+    browser = [item for item in items if item.nodeid.startswith("tests/browser/")]
+    rest = [item for item in items if not item.nodeid.startswith((PEER_SUITE, "tests/browser/"))]
+    items[:] = rest + browser + peer
 
 
 def pytest_collection_finish(session):
@@ -64,7 +69,7 @@ def _starts_peer_suite(item) -> bool:
     past the browser tests. Every worker collects the whole suite, so the others must not."""
     if item.nodeid.startswith("tests/browser/"):
         return False
-    if not hasattr(item.config, "workerinput"):  # no xdist: the first test after the browsers
+    if not hasattr(item.config, "workerinput"):  # no xdist: the first test (not a browser's)
         return True
     group = item.get_closest_marker("xdist_group")
     return group is not None and group.args == (SENSITIVE,)

@@ -203,8 +203,8 @@ class AdmissionService:
         self._first_seen.setdefault(username, self._wall())
 
     def usage(self, username: str) -> Usage:
-        """Where ``username``'s budget stands now; changes nothing but expired leases."""
-        self.ledger.expire(username)
+        """Where ``username``'s budget stands now; changes nothing but expired leases (the
+        ledger drops those when asked for the active executions, before the store is read)."""
         active = tuple(
             ActiveExecution(e["kernel_id"], e["source"], e["started_at"]) for e in self.active_executions(username)
         )

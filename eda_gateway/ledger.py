@@ -165,7 +165,7 @@ class ExecutionBus:
 
 
 class LeaseStore(Protocol):
-    """Where admission holds a user's busy kernels (admission.py's store)."""
+    """Where admission's concurrency rule holds a user's busy kernels (eda_gateway/store.py)."""
 
     def release(self, user: str, kernel_id: str, now: float) -> None:
         """The kernel holds no admitted execution of ``user`` any more."""

@@ -298,8 +298,9 @@ class DatasetKernels:
     # How long a dead kernel is left to the sandbox / auto-restarter before we restart it.
     revive_seconds = 8.0
 
-    def __init__(self, kernel_manager, runner: KernelRunner, limits_for, log):
+    def __init__(self, kernel_manager, runner: KernelRunner, limits_for, log, server_work):
         self.kernel_manager = kernel_manager
+        self.server_work = server_work  # kernel_id -> context: its CPU is the server's, not background
         self.runner = runner
         self.limits_for = limits_for
         self.log = log
@@ -390,7 +391,8 @@ class DatasetKernels:
         # store_history=False: the user's first cell is still [1]
         request = self.runner.new_request(managed.client, code, store_history=False)
         limits = self.limits_for(managed.username)
-        result = await self.runner.run(managed.kernel_id, managed.client, request, limits.max_execution_time + 30)
+        with self.server_work(managed.kernel_id):  # bounded by the run's own deadline
+            result = await self.runner.run(managed.kernel_id, managed.client, request, limits.max_execution_time + 30)
         if result.status != "ok":
             managed.notice = f"eda_gateway: preloading the dataset failed: {result.error['ename']}: {result.error['evalue']}"
             return
@@ -465,7 +467,7 @@ class ExecutionService:
         self.interrupt_grace = interrupt_grace
         self.catalogue = catalogue
         self.runner = KernelRunner(kernel_manager, verdicts, sandbox, max_output_bytes, log)
-        self.kernels = DatasetKernels(kernel_manager, self.runner, limits_for, log)
+        self.kernels = DatasetKernels(kernel_manager, self.runner, limits_for, log, server_work=sandbox.server_work)
 
     async def execute(self, username: str, source_id: str, code: str) -> RunResult:
         """Raises DatasetError (4xx), RunRefused (429), KernelGone, KernelUnavailable,

@@ -18,6 +18,7 @@ lowered one is logged and left (shrinking could lose files).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -81,11 +82,27 @@ class Volume:
     exceeded_at: float | None = None
 
 
-def _check(argv: list[str]) -> None:
+def _check(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
     done = subprocess.run(argv, capture_output=True, timeout=120, check=False)
-    if done.returncode != 0:
+    if done.returncode not in ok:
         why = (done.stderr or done.stdout).decode(errors="replace").strip()[:300]
         raise OSError(f"{argv[0]} failed ({done.returncode}): {why}")
+
+
+def _wait_until_no_loop_device_backs(image: str, timeout: float = 10.0) -> None:
+    """The kernel frees a loop device after its unmount, asynchronously: until then it may
+    still write the image, which must not be grown and checked under it."""
+    image = os.path.realpath(image)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backing = []
+        for path in glob.glob("/sys/block/loop*/loop/backing_file"):
+            with contextlib.suppress(OSError), open(path) as f:
+                backing.append(f.read().strip())
+        if image not in backing:
+            return
+        time.sleep(0.05)
+    raise OSError(f"{image} is still attached to a loop device {timeout:g} s after its unmount")
 
 
 def _umount(path: str, flags: int = 0) -> int:
@@ -317,7 +334,11 @@ class DiskQuotas:
         with self._lock:
             if username in self._volumes:
                 return
-            self._mount(username)
+            try:
+                self._mount(username)
+            except OSError as e:  # mkfs, mount, fsck, resize: a clear 503, never a 500
+                self.log.error("eda_gateway: the disk volume of %s could not be mounted: %s", username, e)
+                raise HTTPError(503, "Your disk volume could not be mounted; try again shortly") from e
 
     def _mount(self, username: str) -> None:
         limit_mb = self.limit_mb_for(username)
@@ -399,9 +420,11 @@ class DiskQuotas:
                                      "shrink it by hand (resize2fs) to lower the quota", image, limit_mb)
                 return
             self._unmount(mountpoint)
+            _wait_until_no_loop_device_backs(image)
             size = os.path.getsize(image) + gap + MIB
             os.truncate(image, size)
-            _check(["e2fsck", "-f", "-p", image])
+            # 1: "errors corrected", e.g. the block bitmap's padding an earlier grow left unset
+            _check(["e2fsck", "-f", "-p", image], ok=(0, 1))
             _check(["resize2fs", "-f", image])
         raise OSError(f"{image} could not be grown to {limit_mb} MiB usable")
 

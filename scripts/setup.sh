@@ -26,7 +26,8 @@ eda_pip_install() {
   if [ -x .venv/bin/uv ]; then
     # compiled as pip does: kernels see the venv read-only (isolation), and compiling pandas
     # at every kernel start costs seconds of CPU that the sandbox's clock counts
-    .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python "$@"
+    .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python \
+      --override scripts/uv-overrides.txt "$@"
   else
     .venv/bin/python -m pip install --quiet "$@"
   fi
@@ -62,5 +63,9 @@ if [ -n "$eda_lab_pid" ]; then
   wait "$eda_lab_pid" || { echo "setup.sh: building the JupyterLab extension failed" >&2; false; }
 fi
 SKIP_JUPYTER_BUILDER=1 eda_pip_install -e ".[test]"
+# a venv made before scripts/uv-overrides.txt still has what it leaves out
+if [ -x .venv/bin/uv ] && .venv/bin/python -c "import rfc3987_syntax" 2>/dev/null; then
+  .venv/bin/uv pip uninstall --quiet --python .venv/bin/python rfc3987-syntax
+fi
 unset eda_apt eda_lab_built eda_lab_pid
 unset -f eda_pip_install eda_lab_stale

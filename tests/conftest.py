@@ -24,9 +24,9 @@ from jupyter_core.utils import ensure_event_loop  # noqa: E402
 # busy machine) are done, and its checks run last, when its result is in.
 PEER_SUITE = "tests/compat/test_jupyter_server_suite.py"
 
-# Tests that must not share the machine with each other's load under pytest-xdist:
-# memory and latency measurements, the browsers and the peer suite run one after another
-# on one worker (``--dist loadgroup``; without xdist the mark does nothing).
+# Under pytest-xdist (scripts/test.sh: three workers, ``--dist loadgroup``) a module is one
+# unit of work, and these run one after another on one worker: memory and latency
+# measurements, the browsers and the peer suite (without xdist the marks do nothing).
 SENSITIVE = "sensitive"
 SENSITIVE_PATHS = (
     "tests/browser/",
@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.compat)
         if item.nodeid.startswith(SENSITIVE_PATHS):
             item.add_marker(pytest.mark.xdist_group(SENSITIVE))
+        else:  # a module is one unit of work: its shared server starts once, its tests in order
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
     # The browser tests come last but for the peer suite's checks: Playwright's sync API keeps
     # an event loop running in this thread until the session ends, and an in-process test
     # after it (pytest-jupyter's fixtures, asyncio.run) would find that loop already running.

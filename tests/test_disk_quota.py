@@ -264,6 +264,59 @@ def test_raising_the_quota_grows_the_volume(tmp_path):
     assert not os.path.ismount(folder)
 
 
+def quotas_or_skip():
+    from eda_gateway.quotas import DiskQuotas
+
+    why = DiskQuotas.unavailable()
+    if why:
+        if STRICT:
+            pytest.fail(why)
+        pytest.skip(why)
+    return DiskQuotas
+
+
+def test_a_volume_whose_check_corrects_an_error_still_grows(tmp_path):
+    """e2fsck -p exits 1 when it corrected something: the volume is fine and grows."""
+    DiskQuotas = quotas_or_skip()
+    folder, limit = tmp_path / "content", {"mb": 32}
+    quotas = DiskQuotas(str(tmp_path / "disks"), lambda u: limit["mb"], lambda u: {"content": str(folder)})
+    quotas.start()
+    try:
+        quotas.ensure("erin")
+        (folder / "a.txt").write_text("before")
+    finally:
+        quotas.release_all()
+    image = quotas.image_of("erin")
+    for request in ("set_bg 0 free_blocks_count 17", "set_bg 0 checksum calc"):  # a wrong count: fsck fixes it
+        subprocess.run(["debugfs", "-w", "-R", request, image], capture_output=True, check=True)
+    limit["mb"] = 48
+    quotas.start()
+    try:
+        used = quotas.usage("erin")
+        assert 48 * MIB <= used["used_bytes"] + used["free_bytes"] <= 50 * MIB
+        assert (folder / "a.txt").read_text() == "before"
+    finally:
+        quotas.release_all()
+
+
+def test_a_volume_that_cannot_be_mounted_answers_503_and_names_no_path(tmp_path):
+    from tornado.web import HTTPError
+
+    DiskQuotas = quotas_or_skip()
+    quotas = DiskQuotas(str(tmp_path / "disks"), lambda u: 32, lambda u: {"content": str(tmp_path / "c")})
+    quotas.start()
+    try:
+        with open(quotas.image_of("frank"), "wb") as f:  # not a filesystem
+            f.write(b"garbage" * 1000)
+        with pytest.raises(HTTPError) as refused:
+            quotas.ensure("frank")
+        assert refused.value.status_code == 503
+        assert "could not be mounted" in refused.value.log_message and "/" not in refused.value.log_message
+        assert not os.path.ismount(tmp_path / "c")
+    finally:
+        quotas.release_all()
+
+
 def loop_devices_of(image) -> list[str]:
     done = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True, check=True)
     return [line.split(":")[0] for line in done.stdout.splitlines()]

@@ -533,6 +533,23 @@ def test_memory_bomb_ends_as_memory_limit_exceeded(confined):
     assert status["concurrent_executions"] == 0
 
 
+@pytest.mark.sandbox
+def test_a_dataset_slower_to_load_than_max_execution_time_is_still_preloaded(make_server, tmp_path):
+    """The preload after each start is the server's own work, not background CPU: this file
+    takes about 2 s to read at the 50% CPU cap, twice the 1 s allowed here."""
+    rows = 1_000_000
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "big.json").write_text("[" + ",".join(f'{{"a":{i},"b":"x{i}"}}' for i in range(rows)) + "]")
+    srv = make_server(f"""
+c.EDASandbox.max_execution_time = 1
+c.EDAGateway.datasets = {{"big": {{"path": "{data}/big.json", "users": ["alice"]}}}}
+""")
+    body = ok(run(srv, "big", "print(len(df))"))
+    assert stdout(body).strip() == str(rows), body
+    assert "BackgroundExecutionTimeout" not in srv.log()
+
+
 # --- the example agent loop -------------------------------------------------------------
 
 

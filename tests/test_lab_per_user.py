@@ -67,7 +67,8 @@ def test_a_theme_change_is_only_the_callers(lab):
 
 
 def test_settings_land_in_private_per_user_folders(lab):
-    lab.put(SETTINGS, "bob", json={"raw": json.dumps({"theme": "JupyterLab Light"})}).raise_for_status()
+    for user in ("alice", "bob"):
+        lab.put(SETTINGS, user, json={"raw": json.dumps({"theme": "JupyterLab Light"})}).raise_for_status()
     for user in ("alice", "bob"):
         folder = lab.settings_root / user
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -7,6 +7,7 @@ interrupt grace, 40% of one core, 64 processes (carol: 30 s, 256 MiB).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -432,7 +433,10 @@ def test_a_crashed_servers_leftovers_are_cleaned_at_the_next_start(tmp_path):
         try:
             wait_for(lambda: gone(sleeper), timeout=10, what="stale sleeper killed")
             assert not server_cgroups(crashed.proc.pid)
-            assert "stale" in nxt.log()
+            # every server cleans what dead servers left at its start: under pytest-xdist
+            # another test's server may have been first, which nxt's log then does not say
+            if not os.environ.get("PYTEST_XDIST_WORKER"):
+                assert "stale" in nxt.log()
         finally:
             nxt.stop()
         assert not [m for m in open("/proc/self/mounts").read().splitlines() if str(crashed.tmp) in m]

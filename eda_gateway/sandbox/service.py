@@ -83,6 +83,10 @@ class Sandbox:
         self.backend = detect(self.config.enforcement, self.log)
         self.log.info("eda_gateway sandbox: enforcement %s", self.backend.describe())
 
+    def server_work(self, kernel_id: str):
+        """A context in which the server's own code runs in the kernel (watchdog.server_work)."""
+        return self.watchdog.server_work(kernel_id)
+
     def start_watchdog(self) -> list[asyncio.Task]:
         return self.watchdog.start()
 

@@ -27,6 +27,7 @@ what is left of the tree and restarts the kernel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class Watchdog:
         self.poll_seconds = poll_seconds
         self._clock = clock
         self._escalate_at: dict[tuple[str, str], float] = {}
+        self._server_work: dict[str, int] = {}  # kernel -> requests of the server's own in flight
         self._tasks: list[asyncio.Task] = []
         self.listening = False
         self.cpu = CpuClock()
@@ -99,6 +101,19 @@ class Watchdog:
     def launching(self, kernel_id: str) -> None:
         """The provisioner launches a process for the kernel (every start and restart)."""
         self.cpu.launched(kernel_id, self._clock())
+
+    @contextlib.contextmanager
+    def server_work(self, kernel_id: str):
+        """The server runs code of its own in the kernel (a dataset's preload after each
+        start): not the user's, not admitted, so its CPU is not background work. The caller
+        bounds it with its own deadline."""
+        self._server_work[kernel_id] = self._server_work.get(kernel_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._server_work[kernel_id] -= 1
+            if not self._server_work[kernel_id]:
+                del self._server_work[kernel_id]
 
     def on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         if event in ("restarting", "died"):  # the old process goes; the launch follows
@@ -158,9 +173,10 @@ class Watchdog:
         limits = self._limits(kernel_id)
         escalate_at = self._escalate_at.get((kernel_id, msg_id))
         if escalate_at is None:
-            if self.cpu.starting(kernel_id, now):
-                # the server is (re)starting the kernel: that does not eat the execution's
-                # time (iopub's "starting"/"idle" would, but the kernel can forge them)
+            if self.cpu.starting(kernel_id, now) or kernel_id in self._server_work:
+                # the server is (re)starting the kernel or preloading its dataset: that does
+                # not eat the execution's time (iopub's "starting"/"idle" would, but the
+                # kernel can forge them)
                 self.ledger.hold_head_clock(kernel_id)
             elif now - head.since >= limits.max_execution_time:
                 await self._interrupt(kernel_id, msg_id, limits)
@@ -181,7 +197,7 @@ class Watchdog:
             limits = self._limits(kernel_id)
             decision = self.cpu.observe(
                 kernel_id, now, seconds,
-                admitted=self.in_flight(kernel_id) is not None,
+                admitted=self.in_flight(kernel_id) is not None or kernel_id in self._server_work,
                 limit=limits.max_execution_time, grace=grace,
                 kernel_up=self._execution_state(kernel_id) != "starting",
             )

@@ -15,10 +15,10 @@ case "$tier" in
   compat) set -- tests/compat "$@" ;;
 esac
 # The whole suite and the e2e tier spend most of their time waiting for servers and kernels:
-# three pytest-xdist workers keep this 2-core machine busy (one process left ~60% idle). A
+# four pytest-xdist workers keep this 2-core machine busy (one process left ~60% idle). A
 # module is one unit of work; the timing-sensitive tests share one worker (tests/conftest.py).
 # EDA_TEST_WORKERS=0 runs in one process.
-workers=${EDA_TEST_WORKERS:-3}
+workers=${EDA_TEST_WORKERS:-4}
 if [ "$workers" != 0 ] && { [ "$tier" = all ] || [ "$tier" = e2e ]; }; then
   set -- -n "$workers" --dist loadgroup "$@"
 fi

@@ -12,7 +12,8 @@ peer suite in a subprocess with this directory on ``PYTHONPATH``.
   stays jupyter_server's default (one token): eda_gateway's single-user mode.
   ``EDA_COMPAT_EXTRA_CONFIG`` (JSON, e.g. ``{"EDAIsolation": {"isolation": "none"}}``) adds
   config for experiments; the tier itself never sets it.
-- ``EDA_COMPAT_REPORT=<file>``: writes what happened in-process as JSON at the end: how many
+- ``EDA_COMPAT_REPORT=<prefix>``: each process (``<prefix>.main``, ``<prefix>.gw0``, ... under
+  pytest-xdist) writes what happened in-process as JSON at the end: how many
   servers started, how many with eda_gateway active and in which identity mode, and the
   errors pytest-jupyter would hide (exceptions from ``initialize``, from ``ServerApp._cleanup``,
   which its ``jp_server_cleanup`` swallows, and ERROR log records).
@@ -168,7 +169,10 @@ def _eda_compat_test(request, tmp_path_factory):
 def pytest_sessionfinish(session):
     if not REPORT:
         return
+    # under pytest-xdist each process writes its own (the runner adds them up); the
+    # controller's own report counts no servers
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
     data = dict(_report)
     data["identity"] = dict(data["identity"])
     data["error_logs"] = dict(data["error_logs"].most_common())
-    Path(REPORT).write_text(json.dumps(data, indent=1))
+    Path(f"{REPORT}.{worker}").write_text(json.dumps(data, indent=1))

@@ -37,6 +37,7 @@ SENSITIVE_PATHS = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(session, config, items):
     for item in items:
         if item.nodeid.startswith("tests/browser/"):

@@ -13,6 +13,7 @@ Command line (``scripts/compat.sh`` calls it)::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -80,6 +81,15 @@ def peer_suite(ver: str | None = None) -> Path:
     if (target / ".complete").exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
+    # one fetch at a time: a second one replaced the folder a first run had just started in
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        return _fetch(ver, cache, target)
+
+
+def _fetch(ver: str, cache: Path, target: Path) -> Path:
     sdists = cache / "sdist"
     archive = _find_sdist(sdists, ver)
     if archive is None:

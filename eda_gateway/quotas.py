@@ -18,7 +18,6 @@ lowered one is logged and left (shrinking could lose files).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import fcntl
@@ -89,17 +88,27 @@ def _check(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
         raise OSError(f"{argv[0]} failed ({done.returncode}): {why}")
 
 
+def _loop_devices() -> dict[str, str]:
+    """``major:minor`` of each attached loop device -> the file backing it."""
+    devices = {}
+    for backing in glob.glob("/sys/block/loop*/loop/backing_file"):
+        try:
+            with open(backing) as f:
+                path = f.read().strip()
+            with open(os.path.join(os.path.dirname(os.path.dirname(backing)), "dev")) as f:
+                devices[f.read().strip()] = path
+        except OSError:
+            continue
+    return devices
+
+
 def _wait_until_no_loop_device_backs(image: str, timeout: float = 10.0) -> None:
     """The kernel frees a loop device after its unmount, asynchronously: until then it may
     still write the image, which must not be grown and checked under it."""
     image = os.path.realpath(image)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        backing = []
-        for path in glob.glob("/sys/block/loop*/loop/backing_file"):
-            with contextlib.suppress(OSError), open(path) as f:
-                backing.append(f.read().strip())
-        if image not in backing:
+        if image not in _loop_devices().values():
             return
         time.sleep(0.05)
     raise OSError(f"{image} is still attached to a loop device {timeout:g} s after its unmount")
@@ -300,18 +309,7 @@ class DiskQuotas:
     def _our_devices(self) -> set[str]:
         """``major:minor`` of the loop devices backed by our images."""
         images = os.path.realpath(self.images) + os.sep
-        devices = set()
-        for backing in glob.glob("/sys/block/loop*/loop/backing_file"):
-            try:
-                with open(backing) as f:
-                    path = f.read().strip()
-                with open(os.path.join(os.path.dirname(os.path.dirname(backing)), "dev")) as f:
-                    dev = f.read().strip()
-            except OSError:
-                continue
-            if path.startswith(images):
-                devices.add(dev)
-        return devices
+        return {dev for dev, path in _loop_devices().items() if path.startswith(images)}
 
     def _release_leftovers(self) -> None:
         """Mounts of a server that died without unmounting: detach them (deepest first), so

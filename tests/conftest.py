@@ -24,7 +24,7 @@ from jupyter_core.utils import ensure_event_loop  # noqa: E402
 # busy machine) are done, and its checks run last, when its result is in.
 PEER_SUITE = "tests/compat/test_jupyter_server_suite.py"
 
-# Under pytest-xdist (scripts/test.sh: three workers, ``--dist loadgroup``) a module is one
+# Under pytest-xdist (scripts/test.sh: four workers, ``--dist loadgroup``) a module is one
 # unit of work, and these run one after another on one worker: memory and latency
 # measurements, the browsers and the peer suite (without xdist the marks do nothing).
 SENSITIVE = "sensitive"

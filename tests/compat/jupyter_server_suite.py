@@ -183,12 +183,13 @@ def run(mode: str, suite: Path, extra_args: list | tuple = (), folders=FOLDERS) 
         result = Result(mode, time.monotonic() - started, returncode, output=output)
         if junit.exists():
             _read_junit(junit, result, suite)
-        result.report = _merged_reports(sorted(report.parent.glob(report.name + ".*")))
+        reports = sorted(report.parent.glob(report.name + ".*"))  # one per process
+        result.report = _merged_reports(reports)
         keep = os.environ.get("EDA_COMPAT_KEEP")  # a folder for the run's raw files
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             (Path(keep) / f"{mode}.out").write_text(output)
-            for path in (junit, *report.parent.glob(report.name + ".*")):
+            for path in (junit, *reports):
                 if path.exists():
                     shutil.copy(path, Path(keep) / f"{mode}.{path.name}")
     return result

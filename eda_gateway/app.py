@@ -12,9 +12,10 @@ from jupyter_server.services.contents.filemanager import AsyncFileContentsManage
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.services.sessions.sessionmanager import SessionManager
-from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, validate
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Bool, Dict, Enum, Float, Int, List, Set, TraitError, Unicode, default, validate
 
-from . import capacity, claims, composition, logscrub
+from . import capacity, claims, composition, hub, logscrub
 from .composition import CannotCompose
 from .connections import ConnectionLimiter
 from .identity import MODES, IdentityMode, choose_mode, default_owner, single_owner_provider
@@ -26,6 +27,7 @@ from .endings import KernelEndings
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
+from .hub import HubPlace
 from . import http_limits
 from .refusal_flood import RefusalFlood
 from .refusal_log import RefusalLog, quiet_refusals
@@ -66,6 +68,16 @@ class EDAGateway(ExtensionApp):
     classes = [EDASandbox, EDAIsolation, EDARateLimiter, EDATelemetry]
 
     admin_users = Set(Unicode(), config=True, help="Usernames that see and act on everything.")
+    admin_groups = Set(
+        Unicode(), config=True,
+        help="Groups whose members are admins: groups of EDAGateway.groups, and under JupyterHub the Hub's groups.",
+    )
+    hub_groups = Bool(
+        True, config=True,
+        help="Under JupyterHub: the Hub's groups of a user are eda_gateway groups too ('@group' in user_limits, "
+        "datasets, admin_groups), read from the Hub as it identifies the user.",
+    )
+    hub_admins = Bool(True, config=True, help="Under JupyterHub: the Hub's admins are eda_gateway admins.")
     identity_mode = Enum(
         MODES,
         default_value="auto",
@@ -106,8 +118,17 @@ class EDAGateway(ExtensionApp):
         "connected) to start the new one, instead of refusing.",
     )
     workspace_root = Unicode(
-        "/tmp", config=True, help="Each user gets <workspace_root>/eda_user_<user_id>/ (mode 0700)."
+        config=True,
+        help="Each user gets <workspace_root>/eda_user_<user_id>/ (mode 0700). Default: /tmp; in a server "
+        "JupyterHub spawned for a user, eda_workspaces in that server's Jupyter data directory.",
     )
+
+    @default("workspace_root")
+    def _workspace_root_default(self):
+        if HubPlace.from_environment().owner:
+            # one server per user, maybe many on one host: each its own (a shared /tmp is one server's)
+            return os.path.join(jupyter_data_dir(), "eda_workspaces")
+        return "/tmp"
     cleanup_interval = Float(3600, config=True, help="Seconds between clean-ups of old workspace files.")
     temp_file_max_age = Float(86400, config=True, help="Workspace files older than this (s) are deleted.")
     user_limits = Dict(
@@ -192,6 +213,7 @@ class EDAGateway(ExtensionApp):
     def _link_jupyter_server_extension(self, serverapp):
         self.active = False
         self.identity = IdentityMode(False, "", "not linked")
+        self.hub_membership = hub.HubMembership()
         self.roles = Roles(())
         try:
             super()._link_jupyter_server_extension(serverapp)
@@ -209,11 +231,21 @@ class EDAGateway(ExtensionApp):
                                   "(GatewayClient.url); limits and per-user ownership apply there, not here")
             return
         self.active = True
+        hub.link_hub_extension_first(serverapp)  # it sets the identity provider we choose the mode by
+        self.hub_place = HubPlace.from_environment()
         self.identity = choose_mode(self.identity_mode, serverapp.identity_provider_class,
-                                    self.single_user_name or default_owner())
+                                    self.single_user_name or default_owner(), hub_owner=self.hub_place.owner)
         serverapp.log.info("eda_gateway: %s", self.identity.describe())
+        if hub.is_hub_provider(serverapp.identity_provider_class):
+            composition.install(serverapp, "identity_provider_class",
+                                hub.recording_provider(serverapp.identity_provider_class, self.hub_membership))
+            serverapp.log.info("eda_gateway: JupyterHub %s: users, groups%s from the Hub",
+                               f"service {self.hub_place.service!r}" if self.hub_place.service
+                               else f"server of {self.hub_place.owner!r}" if self.hub_place.owner else "login",
+                               " and admins" if self.hub_admins else "")
         # a personal server's owner may do all that a plain jupyter lab allows
-        self.roles = Roles(self.admin_users, self.identity.owner if self.identity.single_user else "")
+        self.roles = Roles(self.admin_users, self.identity.owner, self.admin_groups, self.groups_of,
+                           self.hub_membership.is_admin if self.hub_admins else None)
         if self.identity.single_user:
             composition.install(serverapp, "identity_provider_class",
                                 single_owner_provider(serverapp.identity_provider_class, self.identity.owner))
@@ -284,7 +316,7 @@ class EDAGateway(ExtensionApp):
         """Every service, built with its collaborators; nothing below reads this app."""
         self.claims: list[claims.Claim] = []
         logscrub.install(self.serverapp.log, self.log)
-        self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups)
+        self.policy = LimitPolicy(self.base_limits(), self.user_limits, self.groups, self.groups_of)
         self.workspaces = Workspaces(self.workspace_root)
         os.makedirs(self.workspace_root, exist_ok=True)
         # before anything touches the workspaces: another server's must never be moved or cleaned
@@ -337,7 +369,7 @@ class EDAGateway(ExtensionApp):
             folders=self.folders,
             limits_for=self.limits_for,
             pending_on=self.ledger.pending_on,
-            default_owner=self.identity.owner if self.identity.single_user else "",
+            default_owner=self.identity.owner,
             reclaim_idle_at_quota=self.reclaim_idle_at_quota,
         )
         if self.disk_quotas is not None:
@@ -366,10 +398,11 @@ class EDAGateway(ExtensionApp):
         try:
             claim.take(claims.this_server(self.serverapp))
         except claims.Claimed as e:
-            if self.identity.single_user:
+            if self.identity.personal:
                 # one person's labs side by side (as plain jupyter labs share their data dir):
                 # nobody else's workspaces or history to keep apart
-                self.log.warning("eda_gateway: single-user mode: shared with another server: %s", e)
+                self.log.warning("eda_gateway: %s: shared with another server: %s",
+                                 "single-user mode" if self.identity.single_user else "one person's server", e)
                 return
             self.log.critical("eda_gateway: %s", e)
             sys.exit(f"eda_gateway: {e}")
@@ -416,7 +449,7 @@ class EDAGateway(ExtensionApp):
             uid_of=self.isolation.uid_of_files,
         )
         why = quotas.unavailable()
-        if why and self.identity.single_user:
+        if why and self.identity.personal:
             # a personal server, not run as root: its one user's disk is theirs anyway
             self.log.warning("eda_gateway: no disk quota: %s = %s but %s", DISK_SETTING, config.max_disk_mb, why)
             return None
@@ -455,7 +488,7 @@ class EDAGateway(ExtensionApp):
             server_root=self.serverapp.root_dir,
             folders=self.folders,
             datasets_for=lambda owner: [d.path for d in catalogue.for_user(owner)],
-            single_user=self.identity.single_user,
+            single_user=self.identity.personal,
         )
 
     def _start_isolation(self) -> None:
@@ -658,7 +691,10 @@ class EDAGateway(ExtensionApp):
         return self.policy.for_user(username)
 
     def groups_of(self, username: str) -> list[str]:
-        return self.policy.groups_of(username)
+        """The configured groups (EDAGateway.groups) and, under JupyterHub, the Hub's."""
+        configured = self.policy.groups_of(username) if hasattr(self, "policy") else []
+        hub_groups = self.hub_membership.groups_of(username) if self.hub_groups else frozenset()
+        return sorted(set(configured) | hub_groups)
 
 
 main = launch_new_instance = EDAGateway.launch_instance

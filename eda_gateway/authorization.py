@@ -5,8 +5,10 @@
   history and events), ``eda:execute`` (the REST execution API and datasets),
   ``eda:status`` (one's own budget, system stats, the OpenAPI document). Every named
   user has the last three; admins have all four (docs/admin.md, "Scopes").
-- **Roles**: admins are ``EDAGateway.admin_users``, plus, in single-user mode, the one
-  owner, who may do everything a plain ``jupyter lab`` allows.
+- **Roles**: admins are ``EDAGateway.admin_users``, the members of
+  ``EDAGateway.admin_groups``, the Hub's admins under JupyterHub (eda_gateway/hub.py), and
+  the owner of a personal server (single-user mode, or the Hub's server of its owner),
+  who may do everything a plain ``jupyter lab`` allows.
 - **Ownership**: may actor U act on kernel K, session S, whose folder are U's paths in.
   Managers, handlers, the authorizer and isolation ask it.
 - **Who acts**: a username; ``SERVER``, the server itself (culling, reclaiming,
@@ -67,13 +69,33 @@ def name_of(user: Any) -> str | None:
 
 
 class Roles:
-    """Who the admins are, and which scopes each actor has."""
+    """Who the admins are, and which scopes each actor has.
 
-    def __init__(self, admin_users: Iterable[str], single_user_owner: str = "") -> None:
-        self._admins = frozenset(admin_users) | ({single_user_owner} if single_user_owner else frozenset())
+    ``groups_of`` answers a user's groups (configured and the Hub's) and ``other_admin``
+    whether someone else (the Hub) names them an admin; both are asked at every check,
+    so a change of membership holds without a restart.
+    """
+
+    def __init__(
+        self,
+        admin_users: Iterable[str],
+        owner: str = "",
+        admin_groups: Iterable[str] = (),
+        groups_of: Callable[[str], Iterable[str]] | None = None,
+        other_admin: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._admins = frozenset(admin_users) | ({owner} if owner else frozenset())
+        self._admin_groups = frozenset(admin_groups)
+        self._groups_of = groups_of
+        self._other_admin = other_admin
 
     def is_admin(self, username: str | None) -> bool:
-        return bool(username) and username in self._admins
+        if not username or not isinstance(username, str):
+            return False
+        if username in self._admins or (self._other_admin is not None and self._other_admin(username)):
+            return True
+        return bool(self._admin_groups) and self._groups_of is not None and not self._admin_groups.isdisjoint(
+            self._groups_of(username))
 
     def scopes_of(self, actor: Actor) -> frozenset[str]:
         if actor is SERVER or (isinstance(actor, str) and self.is_admin(actor)):

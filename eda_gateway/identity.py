@@ -10,7 +10,9 @@ is another user's for the next). So eda_gateway runs in one of two modes:
   user by default, ``EDAGateway.single_user_name``), who may do everything a plain
   ``jupyter lab`` allows; only the limits are added.
 - **multi-user**: an identity provider that names users (``EDAIdentityProvider``,
-  JupyterHub's, any other subclass) and everything per user.
+  JupyterHub's, any other subclass) and everything per user. In a Hub-spawned
+  single-user server (eda_gateway/hub.py) the Hub names the server's ``owner``, who
+  is its admin, as in a plain Hub server; anyone the Hub shares it with is another user.
 
 ``EDAGateway.identity_mode = "auto"`` picks single-user exactly for jupyter_server's
 own providers; start-up logs the choice and why.
@@ -28,6 +30,8 @@ from jupyter_server.auth.identity import (
     PasswordIdentityProvider,
     User,
 )
+
+from .hub import is_hub_provider
 
 SINGLE_USER = "single-user"
 MULTI_USER = "multi-user"
@@ -48,8 +52,14 @@ def default_owner() -> str:
 @dataclass(frozen=True)
 class IdentityMode:
     single_user: bool
-    owner: str  # the single user's name ("" in multi-user mode)
+    owner: str  # the single user's name; in multi-user mode a Hub server's owner, or ""
     why: str
+
+    @property
+    def personal(self) -> bool:
+        """One person's server (a personal jupyter lab, or the Hub's server of its owner):
+        nobody else's files, tokens or disk to keep apart from the owner's."""
+        return bool(self.owner)
 
     def describe(self) -> str:
         if self.single_user:
@@ -57,11 +67,17 @@ class IdentityMode:
         return f"multi-user mode: {self.why}"
 
 
-def choose_mode(setting: str, provider_class: type, owner: str) -> IdentityMode:
-    """The mode for ``EDAGateway.identity_mode`` = ``setting`` under ``provider_class``."""
+def choose_mode(setting: str, provider_class: type, owner: str, hub_owner: str = "") -> IdentityMode:
+    """The mode for ``EDAGateway.identity_mode`` = ``setting`` under ``provider_class``;
+    ``hub_owner``: the Hub's owner of this server, when the Hub spawned it for a user."""
     name = f"{provider_class.__module__}.{provider_class.__qualname__}"
     if setting == SINGLE_USER:
         return IdentityMode(True, owner, "EDAGateway.identity_mode is 'single-user'")
+    if hub_owner and setting == "auto" and is_hub_provider(provider_class):
+        return IdentityMode(
+            False, hub_owner,
+            f"JupyterHub's server of {hub_owner!r}, who is its admin; users the Hub shares it with are kept apart",
+        )
     if setting == MULTI_USER:
         return IdentityMode(False, "", f"EDAGateway.identity_mode is 'multi-user' (identity provider {name})")
     if provider_class in UNNAMED_PROVIDERS:

@@ -8,6 +8,7 @@ applying ``EDAGateway.user_limits`` (per user, or per group as ``"@group"``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 
 from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Tuple, Unicode, Union, validate
@@ -196,17 +197,21 @@ class LimitPolicy:
     generous value wins; a per-user entry always wins over groups.
     """
 
-    def __init__(self, base: Limits, user_limits: dict, groups: dict[str, list[str]]):
+    def __init__(self, base: Limits, user_limits: dict, groups: dict[str, list[str]],
+                 all_groups_of: Callable[[str], Iterable[str]] | None = None):
         self.base = base
         self.user_limits = user_limits
         self.groups = groups
+        # the configured groups and any others (JupyterHub's); default: the configured ones
+        self._all_groups_of = all_groups_of or self.groups_of
 
     def groups_of(self, username: str) -> list[str]:
+        """The configured groups (EDAGateway.groups) ``username`` is in."""
         return sorted(g for g, members in self.groups.items() if username in members)
 
     def for_user(self, username: str) -> Limits:
         merged: dict = {}
-        for group in self.groups_of(username):
+        for group in self._all_groups_of(username):
             for name, value in self.user_limits.get(f"@{group}", {}).items():
                 merged[name] = max(value, merged.get(name, value))
         merged.update(self.user_limits.get(username, {}))

@@ -61,7 +61,7 @@ def test_nobody_has_any_scope(nobody):
 
 
 def test_the_single_user_owner_is_an_admin():
-    roles = Roles((), single_user_owner="me")
+    roles = Roles((), owner="me")
     assert roles.is_admin("me") and roles.has_scope("me", ADMIN)
     assert not roles.is_admin("someone-else")
 

@@ -113,7 +113,7 @@ class Isolation:
             # one user, whose files the server's user owns: a kernel under another uid could
             # not write them (a plain jupyter lab's kernels run as the server's user)
             wanted.remove("uid")
-            self.log.info("eda_gateway: isolation layer uid not used: single-user mode")
+            self.log.info("eda_gateway: isolation layer uid not used: one person's server")
         if "uid" in wanted and "uid" not in missing and "bwrap" not in wanted:
             why = self._uid_unreachable()
             if why:

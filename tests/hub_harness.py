@@ -1,0 +1,165 @@
+"""A real JupyterHub (and its configurable-http-proxy) running one of examples/jupyterhub/,
+and people who log in at it.
+
+The Hub runs the very example configs a Hub admin would start from, on free loopback
+ports and in a state folder of the test's (examples/jupyterhub/common.py reads them
+from the environment). ``HubUser`` logs in with a real HTTP login and follows the
+Hub's OAuth redirects with its cookies, as a browser does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+import websocket
+
+import harness
+from harness import KernelClient, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "jupyterhub"
+PASSWORD = "hub-test-password"  # the examples' DummyAuthenticator password, set by EDA_HUB_PASSWORD
+PROXY = REPO / ".venv" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+class Hub:
+    """``jupyterhub -f examples/jupyterhub/<example>/jupyterhub_config.py`` in ``tmp``."""
+
+    def __init__(self, tmp: Path, example: str, env: dict | None = None):
+        self.tmp = tmp
+        self.state = tmp / "hub-state"
+        self.config = EXAMPLES / example / "jupyterhub_config.py"
+        self.port = free_port()
+        self.env = {
+            "EDA_HUB_STATE": str(self.state),
+            "EDA_HUB_PORT": str(self.port),
+            "EDA_HUB_API_PORT": str(free_port()),
+            "EDA_HUB_PROXY_API_PORT": str(free_port()),
+            "EDA_SERVICE_PORT": str(free_port()),
+            "EDA_HUB_PASSWORD": PASSWORD,
+            **(env or {}),
+        }
+        self.log_path = tmp / "hub.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_path: str = "/hub/api/", timeout: float = 90) -> Hub:
+        """Start, and wait until ``ready_path`` (through the proxy) answers 200."""
+        if not harness._servers_allowed["allowed"]:
+            raise RuntimeError(f"{harness._servers_allowed['test']} starts a Hub but is not marked e2e")
+        if not PROXY.exists():
+            raise RuntimeError(f"{PROXY} is missing: scripts/setup.sh installs configurable-http-proxy")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        env.pop("JUPYTER_TOKEN", None)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
+            cwd=self.tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + ready_path, timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"jupyterhub did not answer {ready_path} in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM: the Hub stops its services, spawned servers and proxy; what is left is killed."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its children share its process group
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._log.close()
+
+    def login(self, name: str, password: str = PASSWORD) -> HubUser:
+        return HubUser(self, name).login(password)
+
+
+class HubUser:
+    """One person's browser: a cookie jar that logged in at the Hub."""
+
+    def __init__(self, hub: Hub, name: str):
+        self.hub = hub
+        self.name = name
+        self.session = requests.Session()
+
+    def login(self, password: str) -> HubUser:
+        self.session.get(self.hub.url + "/hub/login", timeout=30)
+        r = self.session.post(self.hub.url + "/hub/login", timeout=30,
+                              data={"username": self.name, "password": password, "_xsrf": self._xsrf("/hub/")})
+        assert r.status_code == 200 and "/hub/login" not in r.url, (r.status_code, r.url)
+        return self
+
+    def _xsrf(self, prefix: str) -> str:
+        """The XSRF cookie of the Hub (``/hub/``) or of a server under ``prefix``."""
+        where = prefix.rstrip("/") + "/"
+        found = [(len(c.path or "/"), c.value) for c in self.session.cookies
+                 if c.name == "_xsrf" and where.startswith((c.path or "/").rstrip("/") + "/")]
+        return max(found)[1] if found else ""  # the most specific path's
+
+    def open(self, path: str) -> requests.Response:
+        """A page, as a browser opens it: redirects (the Hub's OAuth) followed."""
+        return self.session.get(self.hub.url + path, timeout=60)
+
+    def api(self, method: str, path: str, prefix: str, **kwargs) -> requests.Response:
+        """An API call with this browser's cookies and the XSRF header of ``prefix``'s server."""
+        headers = {"X-XSRFToken": self._xsrf(prefix), **kwargs.pop("headers", {})}
+        kwargs.setdefault("timeout", 60)
+        return self.session.request(method, self.hub.url + path, headers=headers, allow_redirects=False, **kwargs)
+
+    def new_token(self, note: str = "a script") -> str:
+        """A Hub API token of this user's, as made on the Hub's token page."""
+        r = self.api("POST", f"/hub/api/users/{self.name}/tokens", "/hub/", json={"note": note})
+        assert r.status_code in (200, 201), (r.status_code, r.text)
+        return r.json()["token"]
+
+
+    def kernel_ws(self, prefix: str, kernel_id: str) -> KernelClient:
+        """A kernel websocket under ``prefix``, with this browser's cookies (as JupyterLab opens it)."""
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies if c.name != "_xsrf")
+        return _kernel_ws(self.hub, prefix, kernel_id, cookie=cookies)
+
+
+def with_token(token: str) -> dict:
+    return {"Authorization": f"token {token}"}
+
+
+def kernel_ws(hub: Hub, prefix: str, kernel_id: str, token: str) -> KernelClient:
+    """A kernel websocket under a server ``prefix`` (``/services/eda``, ``/user/alice``), with a Hub token."""
+    return _kernel_ws(hub, prefix, kernel_id, header=[f"Authorization: token {token}"])
+
+
+def _kernel_ws(hub: Hub, prefix: str, kernel_id: str, **credentials) -> KernelClient:
+    url = f"ws://127.0.0.1:{hub.port}{prefix}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
+    return KernelClient(websocket.create_connection(url, timeout=60, **credentials), None)

@@ -1,0 +1,80 @@
+"""eda_gateway inside the single-user servers JupyterHub spawns, one per user.
+
+The Hub runs examples/jupyterhub/singleuser/jupyterhub_config.py with a budget of 3
+executions a minute; it spawns alice's server (jupyterhub-singleuser, eda_gateway
+enabled by its jupyter_server config) when she asks, as the Hub's home page does.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from hub_harness import Hub, kernel_ws, with_token
+
+pytestmark = pytest.mark.e2e
+
+PER_MINUTE = 3
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = Hub(tmp_path_factory.mktemp("hub"), "singleuser",
+              env={"EDA_DEMO_EXECUTIONS_PER_MINUTE": str(PER_MINUTE)}).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(hub):
+    """alice, logged in, her server spawned by the Hub and ready, and a token of hers."""
+    person = hub.login("alice")
+    person.token = person.new_token("tests")
+    r = requests.post(f"{hub.url}/hub/api/users/alice/server", headers=with_token(person.token), timeout=60)
+    assert r.status_code in (201, 202), (r.status_code, r.text)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        model = requests.get(f"{hub.url}/hub/api/users/alice", headers=with_token(person.token), timeout=30).json()
+        server = (model.get("servers") or {}).get("", {})
+        if server.get("ready"):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"alice's server did not become ready:\n{hub.log()[-4000:]}")
+    page = person.open("/user/alice/lab")
+    assert page.status_code == 200 and page.url.endswith("/user/alice/lab"), (page.status_code, page.url)
+    return person
+
+
+PREFIX = "/user/alice"
+
+
+def test_the_server_knows_its_owner_from_the_hub(alice):
+    r = alice.api("GET", f"{PREFIX}/api/me", PREFIX)
+    assert r.status_code == 200 and r.json()["identity"]["username"] == "alice", r.text
+    r = alice.api("GET", f"{PREFIX}/advanced-eda/api/rate-limit-status", PREFIX)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"] == "alice"
+    assert r.json()["limits"]["max_executions_per_minute"] == PER_MINUTE
+    # her own server: she is its admin, as in a plain Hub server
+    assert alice.api("GET", f"{PREFIX}/advanced-eda/api/admin/users", PREFIX).status_code == 200
+
+
+def test_her_notebook_execution_is_limited_and_refused_past_her_budget(hub, alice):
+    r = alice.api("POST", f"{PREFIX}/api/kernels", PREFIX, json={})
+    assert r.status_code == 201, (r.status_code, r.text)
+    kernel = r.json()["id"]
+    client = kernel_ws(hub, PREFIX, kernel, alice.token)
+    try:
+        assert client.run("1 + 1").result == "2"
+        # the sandbox's per-kernel limit (512 MB), inside the Hub's limit of the whole server
+        hog = client.run("x = bytearray(900 * 1024 * 1024); x[::4096] = b'x' * len(x[::4096])", timeout=120)
+        assert hog.error and hog.error["ename"] == "MemoryLimitExceeded", hog.messages
+        assert client.run("2 + 2", timeout=120).result == "4"  # the restarted kernel still answers
+        refused = client.run("3 + 3")
+        assert refused.error and refused.error["ename"] == "RateLimitExceeded", refused.messages
+        assert f"at most {PER_MINUTE} executions" in refused.error["evalue"]
+    finally:
+        client.close()

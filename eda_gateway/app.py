@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import threading
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.gateway.gateway_client import GatewayClient
@@ -390,7 +392,17 @@ class EDAGateway(ExtensionApp):
             self.sandbox, self.kernel_manager.listeners,
         )
         self._start_history()
+        self._stop_cleanly_on_sigint()
         # Handlers reach the services above, attributes of this app, via settings["eda_gateway"].
+
+    def _stop_cleanly_on_sigint(self) -> None:
+        """SIGINT stops the server as SIGTERM does, with its clean-up (kernels, cgroups, disk
+        volumes). Without a terminal jupyter_server leaves SIGINT to Python, whose
+        KeyboardInterrupt ends the process at once; and JupyterHub stops its services and
+        spawned servers with SIGINT."""
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            signal.signal(signal.SIGINT, self.serverapp._signal_stop)
 
     def _claim(self, lock_path: str, setting: str) -> None:
         """This server's alone while it runs (eda_gateway/claims.py); refuse to start otherwise."""

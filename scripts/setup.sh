@@ -10,6 +10,7 @@ fi
 # volumes (docs/sandbox.md, Disk). One apt-get run for whatever of these is missing.
 eda_apt=""
 command -v node >/dev/null 2>&1 || eda_apt="$eda_apt nodejs"
+command -v npm >/dev/null 2>&1 || eda_apt="$eda_apt npm"
 [ -x /usr/bin/chromium ] || eda_apt="$eda_apt chromium"
 command -v bwrap >/dev/null 2>&1 || eda_apt="$eda_apt bubblewrap"
 command -v mkfs.ext4 >/dev/null 2>&1 || eda_apt="$eda_apt e2fsprogs"
@@ -66,6 +67,11 @@ SKIP_JUPYTER_BUILDER=1 eda_pip_install -e ".[test]"
 # a venv made before scripts/uv-overrides.txt still has what it leaves out
 if [ -x .venv/bin/uv ] && .venv/bin/python -c "import rfc3987_syntax" 2>/dev/null; then
   .venv/bin/uv pip uninstall --quiet --python .venv/bin/python rfc3987-syntax
+fi
+# JupyterHub's proxy (npm) for examples/jupyterhub/ and its tests, kept inside the venv
+if [ ! -x .venv/node/node_modules/.bin/configurable-http-proxy ]; then
+  npm install --silent --prefix .venv/node --no-audit --no-fund configurable-http-proxy@4 >/dev/null \
+    || echo "setup.sh: could not install configurable-http-proxy (npm)" >&2
 fi
 unset eda_apt eda_lab_built eda_lab_pid
 unset -f eda_pip_install eda_lab_stale

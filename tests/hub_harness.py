@@ -9,7 +9,9 @@ Hub's OAuth redirects with its cookies, as a browser does.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,8 +131,13 @@ class HubUser:
         return max(found)[1] if found else ""  # the most specific path's
 
     def open(self, path: str) -> requests.Response:
-        """A page, as a browser opens it: redirects (the Hub's OAuth) followed."""
-        return self.session.get(self.hub.url + path, timeout=60)
+        """A page, as a browser opens it: redirects (the Hub's OAuth) followed, and the Hub's
+        "Authorize access" page (someone else's server shared with this user) confirmed."""
+        r = self.session.get(self.hub.url + path, timeout=60)
+        if r.status_code == 200 and "/hub/api/oauth2/authorize" in r.url:
+            fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', r.text)
+            r = self.session.post(r.url, data=[(k, html.unescape(v)) for k, v in fields], timeout=60)
+        return r
 
     def api(self, method: str, path: str, prefix: str, **kwargs) -> requests.Response:
         """An API call with this browser's cookies and the XSRF header of ``prefix``'s server."""

@@ -341,3 +341,21 @@ def test_a_crashed_servers_mounts_are_released_at_the_next_start(tmp_path):
         again.stop()
     assert not os.path.ismount(folder) and loop_devices_of(image) == []  # nothing stacked, nothing left
     assert "left behind by an earlier server" in again.log()
+
+
+def test_sigint_without_a_terminal_stops_the_server_with_its_clean_up(tmp_path):
+    """How JupyterHub stops services and spawned servers: SIGINT, no terminal. jupyter_server
+    leaves SIGINT to Python then (a KeyboardInterrupt ends the process at once); the volumes
+    and kernels must still be released as on SIGTERM."""
+    import signal
+
+    srv = start(tmp_path)  # stdin is not a terminal (subprocess)
+    assert put_file(srv, "alice", "a.txt", b"kept").status_code == 201
+    image = srv.disk_root / "images" / f"{user_id('alice')}.img"
+    folder = srv.root_dir / user_id("alice")
+    assert os.path.ismount(folder)
+    srv.proc.send_signal(signal.SIGINT)
+    srv.proc.wait(30)
+    srv.stop()
+    assert not os.path.ismount(folder) and loop_devices_of(image) == [], srv.log()[-2000:]
+    assert "received signal" in srv.log()

@@ -69,12 +69,33 @@ def test_her_notebook_execution_is_limited_and_refused_past_her_budget(hub, alic
     client = kernel_ws(hub, PREFIX, kernel, alice.token)
     try:
         assert client.run("1 + 1").result == "2"
+        assert client.run("2 + 2").result == "4"
         # the sandbox's per-kernel limit (512 MB), inside the Hub's limit of the whole server
         hog = client.run("x = bytearray(900 * 1024 * 1024); x[::4096] = b'x' * len(x[::4096])", timeout=120)
         assert hog.error and hog.error["ename"] == "MemoryLimitExceeded", hog.messages
-        assert client.run("2 + 2", timeout=120).result == "4"  # the restarted kernel still answers
+        # her fourth execution this minute: refused before it reaches the (restarting) kernel
         refused = client.run("3 + 3")
         assert refused.error and refused.error["ename"] == "RateLimitExceeded", refused.messages
         assert f"at most {PER_MINUTE} executions" in refused.error["evalue"]
     finally:
         client.close()
+
+
+def test_people_she_shares_her_server_with_are_other_users_in_it(hub, alice):
+    r = requests.post(f"{hub.url}/hub/api/shares/alice/", headers=with_token(alice.token),
+                      json={"user": "bob"}, timeout=30)
+    assert r.status_code in (200, 201), (r.status_code, r.text)
+    bob = hub.login("bob")
+    page = bob.open(f"{PREFIX}/lab")
+    assert page.status_code == 200 and page.url.endswith(f"{PREFIX}/lab"), (page.status_code, page.url)
+    r = bob.api("GET", f"{PREFIX}/api/me", PREFIX)
+    assert r.status_code == 200 and r.json()["identity"]["username"] == "bob", r.text
+    status = bob.api("GET", f"{PREFIX}/advanced-eda/api/rate-limit-status", PREFIX).json()
+    assert status["user"] == "bob" and status["executions_in_window"] == 0  # his own budget, not alice's
+    r = bob.api("POST", f"{PREFIX}/api/kernels", PREFIX, json={})
+    assert r.status_code == 201, r.text
+    bobs = r.json()["id"]
+    listed = {k["id"] for k in bob.api("GET", f"{PREFIX}/api/kernels", PREFIX).json()}
+    alices = {k["id"] for k in alice.api("GET", f"{PREFIX}/api/kernels", PREFIX).json()}
+    assert listed == {bobs} and bobs in alices  # the owner is the server's admin: she sees his
+    assert bob.api("GET", f"{PREFIX}/advanced-eda/api/admin/users", PREFIX).status_code == 403

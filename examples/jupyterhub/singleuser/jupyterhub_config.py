@@ -32,3 +32,8 @@ c.Spawner.cpu_limit = 2.0
 c.Spawner.start_timeout = 60
 # the budget the demo gives each user (tests make it small)
 c.Spawner.environment = {"EDA_DEMO_EXECUTIONS_PER_MINUTE": os.environ.get("EDA_DEMO_EXECUTIONS_PER_MINUTE", "10")}
+
+# Users may share their server (JupyterHub's sharing: /hub/api/shares/<name>/). Whoever it is
+# shared with is another user inside it: their own kernels, folder and execution budget
+# (read:users:name: to name whom to share with).
+c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "shares!user", "read:users:name"]}]

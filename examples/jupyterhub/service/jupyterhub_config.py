@@ -31,7 +31,9 @@ c.JupyterHub.services = [
         "command": [sys.executable, "-m", "jupyterhub.singleuser",
                     f"--config={os.path.join(here, 'eda_service_config.py')}"],
         "cwd": state,
-        "environment": {"EDA_HUB_STATE": state},
+        # a managed service gets only this environment (and the Hub's JUPYTERHUB_* variables)
+        "environment": {"EDA_HUB_STATE": state,
+                        **{k: os.environ[k] for k in ("JUPYTER_PATH", "PATH") if k in os.environ}},
         "oauth_no_confirm": True,  # part of this Hub: no "authorize eda?" page
         "display": True,  # listed on the Hub's home page
     },

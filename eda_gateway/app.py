@@ -216,6 +216,7 @@ class EDAGateway(ExtensionApp):
         self.active = False
         self.identity = IdentityMode(False, "", "not linked")
         self.hub_membership = hub.HubMembership()
+        self.hub_place = HubPlace()
         self.roles = Roles(())
         try:
             super()._link_jupyter_server_extension(serverapp)
@@ -393,7 +394,18 @@ class EDAGateway(ExtensionApp):
         )
         self._start_history()
         self._stop_cleanly_on_sigint()
+        if self.hub_place.owner:
+            self._check_fit_in_the_hubs_limits()
         # Handlers reach the services above, attributes of this app, via settings["eda_gateway"].
+
+    def _check_fit_in_the_hubs_limits(self) -> None:
+        """A Hub-spawned server: say so when the owner's kernels at eda_gateway's limits need
+        more than the Hub's spawner gives the whole server (eda_gateway/hub.py)."""
+        limits = self.limits_for(self.hub_place.owner)
+        for why in hub.limits_that_do_not_fit(*hub.spawner_limits(), limits.max_kernels_per_user,
+                                              limits.max_memory_mb, limits.max_cpu_percent):
+            self.log.warning("eda_gateway: %s: the Hub's limit comes first; lower EDAGateway.max_kernels_per_user "
+                             "or EDASandbox's limits, or raise the spawner's (docs/jupyterhub.md)", why)
 
     def _stop_cleanly_on_sigint(self) -> None:
         """SIGINT stops the server as SIGTERM does, with its clean-up (kernels, cgroups, disk

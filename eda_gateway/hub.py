@@ -58,6 +58,41 @@ class HubPlace:
         return bool(self.owner or self.service)
 
 
+MIB = 1024 * 1024
+
+
+def spawner_limits(environ: Mapping[str, str] = os.environ) -> tuple[int | None, float | None]:
+    """The Hub's limits of this whole server, as its spawner passes them: ``$MEM_LIMIT``
+    (bytes) and ``$CPU_LIMIT`` (cores); None where not set or unreadable."""
+
+    def number(name):
+        try:
+            value = float(environ.get(name, ""))
+        except ValueError:
+            return None
+        return value if value > 0 else None
+
+    memory = number("MEM_LIMIT")
+    return (int(memory) if memory else None), number("CPU_LIMIT")
+
+
+def limits_that_do_not_fit(mem_limit: int | None, cpu_limit: float | None, kernels: int,
+                           kernel_memory_mb: int, kernel_cpu_percent: float) -> list[str]:
+    """Where ``kernels`` kernels at their own limits need more than the Hub gives the server:
+    then the Hub's limit (the whole server killed, or all of it throttled) comes before
+    eda_gateway's per-kernel verdicts. Empty when they fit (docs/jupyterhub.md)."""
+    found = []
+    needed_mb = kernels * kernel_memory_mb
+    if mem_limit is not None and needed_mb * MIB >= mem_limit:
+        found.append(f"{kernels} kernels x {kernel_memory_mb} MiB = {needed_mb} MiB, but the Hub's mem_limit "
+                     f"for the whole server is {mem_limit // MIB} MiB (and the server itself needs some)")
+    cores = kernels * kernel_cpu_percent / 100
+    if cpu_limit is not None and cores > cpu_limit:
+        found.append(f"{kernels} kernels x {kernel_cpu_percent:g}% of a core = {cores:g} cores, but the Hub's "
+                     f"cpu_limit is {cpu_limit:g}")
+    return found
+
+
 def link_hub_extension_first(serverapp) -> None:
     """Link jupyterhub-singleuser's extension before eda_gateway's.
 

@@ -8,7 +8,15 @@ from jupyter_server.auth.identity import IdentityProvider
 from jupyterhub.singleuser.extension import JupyterHubIdentityProvider, JupyterHubUser
 
 from eda_gateway.authorization import ADMIN, Roles
-from eda_gateway.hub import HubMembership, HubPlace, is_hub_provider, recording_provider
+from eda_gateway.hub import (
+    MIB,
+    HubMembership,
+    HubPlace,
+    is_hub_provider,
+    limits_that_do_not_fit,
+    recording_provider,
+    spawner_limits,
+)
 from eda_gateway.identity import choose_mode
 from eda_gateway.limits import LimitPolicy, Limits
 
@@ -91,3 +99,17 @@ def test_limits_of_hub_groups():
     assert limits.max_executions_per_minute == 20 and limits.max_memory_mb == 1024
     assert policy.for_user("bob").max_executions_per_minute == 10
     assert policy.groups_of("alice") == ["ops"]  # the configured groups alone
+
+
+def test_the_spawners_limits_of_the_whole_server():
+    assert spawner_limits({}) == (None, None)
+    assert spawner_limits({"MEM_LIMIT": "3221225472", "CPU_LIMIT": "2.0"}) == (3 * 1024 * MIB, 2.0)
+    assert spawner_limits({"MEM_LIMIT": "3G", "CPU_LIMIT": "0"}) == (None, None)  # unreadable, unset
+
+
+def test_kernels_that_need_more_than_the_hub_gives_are_named():
+    assert limits_that_do_not_fit(3 * 1024 * MIB, 2.0, 4, 512, 50) == []
+    assert limits_that_do_not_fit(None, None, 40, 512, 100) == []
+    memory, cpu = limits_that_do_not_fit(2 * 1024 * MIB, 1.0, 4, 512, 50)
+    assert "2048 MiB" in memory and "mem_limit" in memory
+    assert "2 cores" in cpu and "cpu_limit is 1" in cpu

@@ -62,6 +62,12 @@ def test_the_server_knows_its_owner_from_the_hub(alice):
     assert alice.api("GET", f"{PREFIX}/advanced-eda/api/admin/users", PREFIX).status_code == 200
 
 
+def test_the_examples_kernels_fit_in_the_spawners_limits(hub, alice):
+    log = hub.log()
+    assert "JupyterHub's server of 'alice'" in log
+    assert "the Hub's limit comes first" not in log  # 4 x 512 MiB in 3G, 4 x 50% in 2 cores
+
+
 def test_her_notebook_execution_is_limited_and_refused_past_her_budget(hub, alice):
     r = alice.api("POST", f"{PREFIX}/api/kernels", PREFIX, json={})
     assert r.status_code == 201, (r.status_code, r.text)

@@ -19,8 +19,17 @@ here = os.path.dirname(os.path.abspath(__file__))
 load_subconfig(os.path.join(here, "..", "common.py"))  # noqa: F821 (ports, state, proxy, demo login)
 state = os.path.abspath(os.environ.get("EDA_HUB_STATE", "eda-hub-state"))
 
-# No single-user servers in this way of running: the Hub's home page leads to the service.
+# The Hub's home page lists the service. A user who also starts a server of their own gets
+# one whose kernels run on the service (jupyter_server's GatewayClient): the same limits,
+# the same budget, the same kernels as in /services/eda/lab.
 c.JupyterHub.default_url = "/hub/home"
+c.JupyterHub.spawner_class = "simple"  # a demo on one machine: see ../singleuser/ for production spawners
+c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(state, "home", "{username}")
+c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.Spawner.args = [f"--config={os.path.join(here, 'gateway_client_config.py')}"]
+c.Spawner.environment = {"EDA_SERVICE_URL": f"{c.JupyterHub.bind_url}/services/eda"}
+# the server's $JUPYTERHUB_API_TOKEN may also reach the service (as its user): GatewayClient's token
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=eda"]
 
 c.JupyterHub.services = [
     {

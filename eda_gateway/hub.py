@@ -134,7 +134,12 @@ class HubMembership:
 
 def recording_provider(base: type, membership: HubMembership) -> type:
     """``base`` (JupyterHub's identity provider), telling ``membership`` what the Hub said
-    of every user it authenticates."""
+    of every user it authenticates.
+
+    A Hub *service*'s token is refused: services and users are named apart at the Hub, so
+    a service called "alice" would otherwise be taken for the user alice here. A service
+    acts for a user with that user's token.
+    """
 
     async def get_user(self, handler):
         user = base.get_user(self, handler)
@@ -142,6 +147,10 @@ def recording_provider(base: type, membership: HubMembership) -> type:
             user = await user
         model = getattr(user, "hub_user", None)
         if isinstance(model, Mapping):
+            if model.get("kind", "user") != "user":
+                self.log.warning("eda_gateway: refused the Hub %s %r: only users' tokens name users here",
+                                 model.get("kind"), model.get("name"))
+                return None
             membership.record(model)
         return user
 

@@ -64,6 +64,19 @@ def test_the_hubs_provider_reports_every_user_it_authenticates():
     assert membership.groups_of("erin") == {"eda-admins"}
 
 
+def test_a_hub_services_token_names_nobody():
+    """Services and users are named apart at the Hub: a service "alice" is not alice here."""
+    membership = HubMembership()
+
+    class FakeHubProvider(JupyterHubIdentityProvider):
+        async def get_user(self, handler):
+            return JupyterHubUser({"kind": "service", "name": "alice", "admin": True, "scopes": []})
+
+    provider_class = recording_provider(FakeHubProvider, membership)
+    assert asyncio.run(provider_class.get_user(provider_class(), handler=None)) is None
+    assert not membership.is_admin("alice")
+
+
 def test_roles_ask_groups_and_the_hub_at_every_check():
     groups = {"erin": ["eda-admins"]}
     hub_admins = set()

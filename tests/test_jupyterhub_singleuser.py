@@ -101,6 +101,12 @@ def test_people_she_shares_her_server_with_are_other_users_in_it(hub, alice):
     r = bob.api("POST", f"{PREFIX}/api/kernels", PREFIX, json={})
     assert r.status_code == 201, r.text
     bobs = r.json()["id"]
+    guest = bob.kernel_ws(PREFIX, bobs)
+    try:  # the server's Hub token (it acts as alice at the Hub) never reaches a kernel
+        env = guest.run("import os; sorted(k for k in os.environ if 'TOKEN' in k or 'SECRET' in k)")
+        assert env.result == "[]", env.messages
+    finally:
+        guest.close()
     listed = {k["id"] for k in bob.api("GET", f"{PREFIX}/api/kernels", PREFIX).json()}
     alices = {k["id"] for k in alice.api("GET", f"{PREFIX}/api/kernels", PREFIX).json()}
     assert listed == {bobs} and bobs in alices  # the owner is the server's admin: she sees his

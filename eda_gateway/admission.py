@@ -224,15 +224,14 @@ class AdmissionService:
     # --- internals ------------------------------------------------------------
 
     def _apply_rules(self, attempt: Attempt) -> Refusal | None:
-        """Run the rules in order; on a refusal take back what earlier ones recorded."""
-        undos = []
-        for rule in self.rules:
-            outcome = rule.admit(self.store, attempt)
-            if isinstance(outcome, Refusal):
-                for undo in reversed(undos):
-                    undo()
-                return outcome
-            undos.append(outcome)
+        """Every rule's step in one ``Store.apply`` (all or nothing); the rule of the first
+        refused step speaks. Raises StoreUnavailable (a shared store out of reach)."""
+        ruled = [(rule, step) for rule in self.rules if (step := rule.step(attempt)) is not None]
+        outcomes = self.store.apply(attempt.user, [step for _, step in ruled], attempt.now)
+        for (rule, _), outcome in zip(ruled, outcomes):
+            refusal = rule.judge(attempt, outcome)
+            if refusal is not None:
+                return refusal
         return None
 
     def _concurrency_wait(self, username: str, now: float) -> float:

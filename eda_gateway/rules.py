@@ -1,8 +1,10 @@
 """Admission rules over a store's primitives (eda_gateway/store.py).
 
-Each rule records its part of an admission in the store, or refuses with a reason, a wait
-and a message; ``AdmissionService.admit`` runs them in order and takes back what earlier
-rules recorded when a later one refuses. Each rule also reports its part of a user's usage.
+Each rule names its part of an admission as a store step (``step``: add to a window, hold
+a lease) and reads the store's outcome (``judge``: a refusal with a reason, a wait and a
+message, or None). ``AdmissionService.admit`` hands every rule's step to the store at once
+(``Store.apply``: all or nothing, one round trip for a shared store) and the first refused
+step's rule speaks. Each rule also reports its part of a user's usage.
 
 - ``SlidingWindowRule``: ``max_executions_per_minute`` admissions per ``window_seconds``.
 - ``DailyQuotaRule``: ``max_executions_per_day`` admissions in any 24 h (0: off).
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from .limits import Limits
-from .store import Store
+from .store import Add, Hold, LeaseHold, Outcome, Step, Store, WindowAdd
 
 PER_MINUTE = "per_minute"
 PER_DAY = "per_day"
@@ -41,18 +43,14 @@ class Refusal(NamedTuple):
     message: str
 
 
-Undo = Callable[[], None]
-
-
-def _nothing() -> None:
-    pass
-
-
 class Rule(Protocol):
     reason: str
 
-    def admit(self, store: Store, attempt: Attempt) -> Undo | Refusal:
-        """Record this rule's part of the admission (returning how to take it back) or refuse."""
+    def step(self, attempt: Attempt) -> Step | None:
+        """This rule's part of the admission, for ``Store.apply``; None: the rule is off."""
+
+    def judge(self, attempt: Attempt, outcome: Outcome) -> Refusal | None:
+        """The refusal ``outcome`` (the store's answer to ``step``) means, if any."""
 
 
 @dataclass(frozen=True)
@@ -101,16 +99,16 @@ class _WindowRule:
     def words(self, limit: int, seconds: float, wait: float) -> str:
         raise NotImplementedError
 
-    def admit(self, store: Store, attempt: Attempt) -> Undo | Refusal:
+    def step(self, attempt: Attempt) -> Add | None:
         limit = self.limit_of(attempt.limits)
-        if limit <= 0:
-            return _nothing  # off
-        seconds = self.seconds_of(attempt.limits)
-        added = store.add(attempt.user, self.window, limit, seconds, attempt.now)
-        if added.added:
-            return lambda: store.remove(attempt.user, self.window, added.entry)
+        return Add(self.window, limit, self.seconds_of(attempt.limits)) if limit > 0 else None
+
+    def judge(self, attempt: Attempt, outcome: WindowAdd) -> Refusal | None:
+        if outcome.added:
+            return None
+        limit, seconds = self.limit_of(attempt.limits), self.seconds_of(attempt.limits)
         # the oldest admission in the window leaves it first
-        wait = max(added.oldest + seconds - attempt.now, 0.001) if added.oldest is not None else 0.001
+        wait = max(outcome.oldest + seconds - attempt.now, 0.001) if outcome.oldest is not None else 0.001
         return Refusal(self.reason, wait, self.words(limit, seconds, wait))
 
     def usage(self, store: Store, user: str, now: float, limits: Limits) -> WindowUsage | None:
@@ -168,13 +166,13 @@ class ConcurrencyRule:
         """``wait_for(user, now)``: seconds until a busy kernel of the user must be free."""
         self._wait_for = wait_for
 
-    def admit(self, store: Store, attempt: Attempt) -> Undo | Refusal:
+    def step(self, attempt: Attempt) -> Hold:
+        return Hold(attempt.kernel_id, attempt.limits.max_concurrent_executions)
+
+    def judge(self, attempt: Attempt, outcome: LeaseHold) -> Refusal | None:
+        if outcome.held:
+            return None  # a new lease, or this kernel holds one already
         limit = attempt.limits.max_concurrent_executions
-        hold = store.hold(attempt.user, attempt.kernel_id, limit, attempt.now)
-        if hold.new:
-            return lambda: store.release(attempt.user, attempt.kernel_id, attempt.now)
-        if hold.held:
-            return _nothing  # this kernel holds a lease already: nothing new to take back
         wait = self._wait_for(attempt.user, attempt.now)
         return Refusal(
             CONCURRENT,

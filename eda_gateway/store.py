@@ -6,13 +6,17 @@ several servers implements the same ``Store`` protocol, with each primitive atom
 docstring says (a Lua script or a transaction), so that no policy is re-implemented.
 
 Times are the caller's monotonic clock (``now``): one clock for every call on one store.
+A shared store keeps its own clock (the Redis server's) and answers in the caller's.
+
+An admission is one ``apply`` of a few steps (``Add`` to a window, ``Hold`` a lease): all
+or nothing, in one atomic step, so a shared store decides in one round trip.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Union
 
 # Idle users dropped per ``add`` (amortised clean-up, never a sweep of all users).
 DROP_PER_CALL = 4
@@ -41,6 +45,37 @@ class LeaseHold(NamedTuple):
     held: bool  # the kernel holds a lease of the user now
     new: bool  # this call took it (False: it was held already, or refused)
     count: int  # kernels holding a lease of the user after the call
+
+
+class Add(NamedTuple):
+    """A step of ``Store.apply``: ``add`` an entry to ``window``."""
+
+    window: str
+    limit: int
+    seconds: float
+
+
+class Hold(NamedTuple):
+    """A step of ``Store.apply``: ``hold`` a lease for ``kernel_id``."""
+
+    kernel_id: str
+    limit: int
+
+
+Step = Union[Add, Hold]
+Outcome = Union[WindowAdd, LeaseHold]
+
+
+def passed(outcome: Outcome) -> bool:
+    return outcome.added if isinstance(outcome, WindowAdd) else outcome.held
+
+
+class StoreUnavailable(Exception):
+    """A shared store cannot be reached; ``retry_after`` seconds until it is tried again."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Store(Protocol):
@@ -74,6 +109,32 @@ class Store(Protocol):
 
     def held(self, user: str) -> frozenset[str]:
         """The kernels holding a lease of ``user``; changes nothing."""
+
+    def apply(self, user: str, steps: list[Step], now: float) -> list[Outcome]:
+        """Run ``steps`` in order as one atomic step: the first one refused ends the run and
+        what the earlier ones recorded is taken back. The outcomes of the steps that ran
+        (a refused one last). A shared store raises ``StoreUnavailable`` when unreachable."""
+
+
+def apply_steps(store, user: str, steps: list[Step], now: float) -> list[Outcome]:
+    """``Store.apply`` from a store's own primitives (atomic where they are: one event loop)."""
+    outcomes: list[Outcome] = []
+    undo = []
+    for step in steps:
+        if isinstance(step, Add):
+            outcome = store.add(user, step.window, step.limit, step.seconds, now)
+            if outcome.added:
+                undo.append(lambda step=step, entry=outcome.entry: store.remove(user, step.window, entry))
+        else:
+            outcome = store.hold(user, step.kernel_id, step.limit, now)
+            if outcome.new:
+                undo.append(lambda step=step: store.release(user, step.kernel_id, now))
+        outcomes.append(outcome)
+        if not passed(outcome):
+            for take_back in reversed(undo):
+                take_back()
+            break
+    return outcomes
 
 
 class _Window:
@@ -180,6 +241,9 @@ class MemoryStore:
     def held(self, user: str) -> frozenset[str]:
         state = self._users.get(user)
         return frozenset(state.held) if state is not None and state.held else frozenset()
+
+    def apply(self, user: str, steps: list[Step], now: float) -> list[Outcome]:
+        return apply_steps(self, user, steps, now)
 
     def _touch(self, user: str, now: float) -> None:
         self._users.move_to_end(user)

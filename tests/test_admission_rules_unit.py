@@ -21,7 +21,7 @@ from eda_gateway.rules import (
     SlidingWindowRule,
     duration_words,
 )
-from eda_gateway.store import MemoryStore, WindowRead
+from eda_gateway.store import Add, Hold, MemoryStore, WindowRead, passed
 
 DAY = DAY_SECONDS
 
@@ -128,43 +128,68 @@ def attempt(now=0.0, kernel="k1", **limits):
     return Attempt("alice", kernel, now, Limits(**limits))
 
 
-def test_sliding_window_rule_refuses_with_the_exact_wait_and_its_undo_frees_the_slot():
+def judged(rule, store, att):
+    """The rule's step applied alone, and what the rule makes of the outcome."""
+    step = rule.step(att)
+    if step is None:
+        return None, None
+    (outcome,) = store.apply(att.user, [step], att.now)
+    return rule.judge(att, outcome), outcome
+
+
+def test_sliding_window_rule_refuses_with_the_exact_wait_and_a_taken_back_entry_frees_the_slot():
     store, rule = MemoryStore(), SlidingWindowRule()
-    undo = rule.admit(store, attempt(0.0, max_executions_per_minute=1, window_seconds=60.0))
-    assert callable(undo)
-    refused = rule.admit(store, attempt(15.0, max_executions_per_minute=1, window_seconds=60.0))
+    passed, outcome = judged(rule, store, attempt(0.0, max_executions_per_minute=1, window_seconds=60.0))
+    assert passed is None and outcome.added
+    refused, _ = judged(rule, store, attempt(15.0, max_executions_per_minute=1, window_seconds=60.0))
     assert isinstance(refused, Refusal) and refused.reason == PER_MINUTE
     assert refused.retry_after_seconds == pytest.approx(45.0) and "Try again in 45 s" in refused.message
-    undo()
-    assert callable(rule.admit(store, attempt(15.0, max_executions_per_minute=1, window_seconds=60.0)))
+    store.remove("alice", PER_MINUTE, outcome.entry)
+    assert judged(rule, store, attempt(15.0, max_executions_per_minute=1, window_seconds=60.0))[0] is None
 
 
 def test_daily_rule_is_off_at_zero_and_refuses_past_its_quota_until_24_h_later():
     store, rule = MemoryStore(), DailyQuotaRule()
     for i in range(5):
-        assert callable(rule.admit(store, attempt(float(i))))  # off: records nothing
+        assert rule.step(attempt(float(i))) is None  # off: no step, nothing recorded
     assert store.read("alice", PER_DAY, DAY, 5.0).count == 0
     assert rule.usage(store, "alice", 5.0, Limits()) is None
-    assert callable(rule.admit(store, attempt(0.0, max_executions_per_day=2)))
-    assert callable(rule.admit(store, attempt(3600.0, max_executions_per_day=2)))
-    refused = rule.admit(store, attempt(7200.0, max_executions_per_day=2))
+    assert judged(rule, store, attempt(0.0, max_executions_per_day=2))[0] is None
+    assert judged(rule, store, attempt(3600.0, max_executions_per_day=2))[0] is None
+    refused, _ = judged(rule, store, attempt(7200.0, max_executions_per_day=2))
     assert isinstance(refused, Refusal) and refused.reason == PER_DAY
     assert refused.retry_after_seconds == pytest.approx(DAY - 7200.0)
     assert "at most 2 executions per 24 h" in refused.message and "max_executions_per_day" in refused.message
     assert "Try again in 22 h" in refused.message
-    assert isinstance(rule.admit(store, attempt(DAY - 0.001, max_executions_per_day=2)), Refusal)
-    assert callable(rule.admit(store, attempt(DAY, max_executions_per_day=2)))  # the first left the 24 h
+    assert isinstance(judged(rule, store, attempt(DAY - 0.001, max_executions_per_day=2))[0], Refusal)
+    assert judged(rule, store, attempt(DAY, max_executions_per_day=2))[0] is None  # the first left the 24 h
 
 
 def test_concurrency_rule_holds_kernels_and_a_kernel_holding_one_passes():
     store = MemoryStore()
     rule = ConcurrencyRule(lambda user, now: 7.0)
-    assert callable(rule.admit(store, attempt(kernel="k1", max_concurrent_executions=1)))
-    keep = rule.admit(store, attempt(kernel="k1", max_concurrent_executions=1))
-    refused = rule.admit(store, attempt(kernel="k2", max_concurrent_executions=1))
+    assert judged(rule, store, attempt(kernel="k1", max_concurrent_executions=1))[0] is None
+    again, outcome = judged(rule, store, attempt(kernel="k1", max_concurrent_executions=1))
+    assert again is None and outcome.held and not outcome.new
+    refused, _ = judged(rule, store, attempt(kernel="k2", max_concurrent_executions=1))
     assert isinstance(refused, Refusal) and refused.reason == CONCURRENT and refused.retry_after_seconds == 7.0
-    keep()  # undoing a pass must not release the lease k1 held before
     assert store.held("alice") == frozenset({"k1"})
+
+
+def test_apply_is_all_or_nothing():
+    store = MemoryStore()
+    store.hold("alice", "busy", 1, now=0.0)
+    steps = [Add(PER_DAY, 5, DAY), Add(PER_MINUTE, 5, 60.0), Hold("k2", 1)]
+    outcomes = store.apply("alice", steps, now=1.0)
+    assert [o.added for o in outcomes[:2]] == [True, True] and not outcomes[2].held
+    # the refused hold took back both window entries
+    assert store.read("alice", PER_DAY, DAY, 1.0).count == 0 and store.read("alice", PER_MINUTE, 60.0, 1.0).count == 0
+    store.release("alice", "busy", now=1.0)
+    assert all(passed(o) for o in store.apply("alice", steps, now=2.0))
+    assert store.held("alice") == frozenset({"k2"})
+    # a refusal ends the run: the steps after it are not run
+    full = [Add("w", 1, 60.0), Add("w", 1, 60.0), Hold("k3", 5)]
+    assert len(store.apply("bob", full, now=3.0)) == 2 and store.held("bob") == frozenset()
 
 
 def test_a_refusal_rolls_back_what_earlier_rules_recorded():

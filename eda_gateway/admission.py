@@ -41,9 +41,14 @@ from .rules import (
     SlidingWindowRule,
     WindowUsage,
 )
-from .store import MemoryStore, Store
+from .rules import whole_seconds_words
+from .store import MemoryStore, Store, StoreUnavailable
 
-__all__ = ["CONCURRENT", "PER_DAY", "PER_MINUTE", "AdmissionService", "Decision", "MemoryStore", "Store", "Usage"]
+__all__ = ["CONCURRENT", "PER_DAY", "PER_MINUTE", "UNAVAILABLE", "AdmissionService", "Decision", "MemoryStore",
+           "Store", "StoreUnavailable", "Usage"]
+
+# The refusal's reason when the shared store is out of reach (named AdmissionUnavailable).
+UNAVAILABLE = "unavailable"
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +138,7 @@ class AdmissionService:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         ledger: ExecutionLedger | None = None,
+        fail_open: bool = False,
     ) -> None:
         """Leases live in ``ledger`` (eda_gateway/ledger.py), which must release them in
         ``store``. Without one, a ledger of its own drops an unfinished execution's lease
@@ -165,6 +171,8 @@ class AdmissionService:
                 wall_clock,
             )
         self.ledger = ledger
+        # a shared store out of reach: refuse (default) or admit uncounted
+        self.fail_open = fail_open
         self._first_seen: dict[str, float] = {}
 
     # --- the questions ---------------------------------------------------------
@@ -179,7 +187,19 @@ class AdmissionService:
         if self.ledger.holds(kernel_id, msg_id):
             return ALLOWED  # the same request again counts once (the websocket refuses a copy: the kernel would run it)
         self.ledger.expire(username)
-        refusal = self._apply_rules(Attempt(username, kernel_id, now, self._limits_for(username)))
+        try:
+            refusal = self._apply_rules(Attempt(username, kernel_id, now, self._limits_for(username)))
+        except StoreUnavailable as e:
+            if self.fail_open:  # the admin chose it (EDARateLimiter.store_failure = "open")
+                self.ledger.begin(username, kernel_id, msg_id, source)
+                return ALLOWED
+            wait = max(1.0, e.retry_after)
+            self.ledger.refused(username, kernel_id, msg_id, source, UNAVAILABLE)
+            return Decision(
+                False, UNAVAILABLE, wait,
+                "Admission unavailable: the shared execution budget cannot be checked now (the admission store, "
+                f"EDARateLimiter.store_url, is out of reach). Try again in {whole_seconds_words(wait)} s.",
+            )
         if refusal is not None:
             self.ledger.refused(username, kernel_id, msg_id, source, refusal.reason)
             return Decision(False, refusal.reason, refusal.retry_after_seconds, refusal.message)
@@ -204,7 +224,8 @@ class AdmissionService:
 
     def usage(self, username: str) -> Usage:
         """Where ``username``'s budget stands now; changes nothing but expired leases (the
-        ledger drops those when asked for the active executions, before the store is read)."""
+        ledger drops those when asked for the active executions, before the store is read).
+        Raises StoreUnavailable when a shared store is out of reach."""
         active = tuple(
             ActiveExecution(e["kernel_id"], e["source"], e["started_at"]) for e in self.active_executions(username)
         )

@@ -39,6 +39,7 @@ from .admission import SAFETY_MARGIN_SECONDS, AdmissionService, MemoryStore
 from .ledger import ExecutionBus, ExecutionLedger
 from .kernels import EDAKernelManager
 from .lease_keeper import LeaseKeeper
+from .metrics import ADMISSION_STORE_FAILURES, ADMISSION_STORE_UP
 from .limits import EDARateLimiter, EDASandbox, LimitPolicy, Limits, require_positive, validate_user_limits
 from .sessions import EDASessionManager
 from .sandbox import Sandbox, SandboxUnavailable, install_factory
@@ -346,13 +347,14 @@ class EDAGateway(ExtensionApp):
             if kernel_id in self.kernel_manager:
                 await self.kernel_manager.shutdown_kernel(kernel_id, now=True)
 
-        lease_store = MemoryStore()
+        lease_store = self._admission_store()
         expiry_extra = self.sandbox_config.interrupt_grace + SAFETY_MARGIN_SECONDS
         self.execution_bus = ExecutionBus(stop_kernel=stop_unlimited_kernel, logger=self.log)
         self.ledger = ExecutionLedger(
             self.execution_bus, lease_store, lambda user: self.admission.limits(user).max_execution_time + expiry_extra
         )
-        self.admission = AdmissionService(self.limits_for, store=lease_store, ledger=self.ledger)
+        self.admission = AdmissionService(self.limits_for, store=lease_store, ledger=self.ledger,
+                                          fail_open=self.rate_config.store_failure == "open")
         self.refusal_log = RefusalLog(self.log)
         self.lease_keeper = LeaseKeeper(self.ledger, self.kernel_manager)
         self.kernel_manager.listeners.append(self.lease_keeper.on_kernel_event)
@@ -606,6 +608,8 @@ class EDAGateway(ExtensionApp):
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
         self._tasks.append(asyncio.create_task(self._refusal_summary_loop()))
+        if hasattr(self.admission.store, "renew"):
+            self._tasks.append(asyncio.create_task(self._lease_renewal_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
         self._tasks.append(self.telemetry.start())
         self.log.info(
@@ -665,6 +669,43 @@ class EDAGateway(ExtensionApp):
                 await self.kernel_manager.cull_idle()
             except Exception:
                 self.log.exception("eda_gateway: culling idle kernels failed")
+
+    def _admission_store(self):
+        """The budget's store: this server's memory, or Redis shared with other servers."""
+        config = self.rate_config
+        if not config.store_url:
+            return MemoryStore()
+        from .redis_store import RedisStore
+
+        store = RedisStore(config.store_url, lease_ttl=config.lease_ttl)
+
+        def changed(available: bool, why: str) -> None:
+            ADMISSION_STORE_UP.set(1 if available else 0)
+            if available:
+                self.log.warning("eda_gateway: the admission store is back: %s", why)
+            else:
+                ADMISSION_STORE_FAILURES.inc()
+                self.log.error("eda_gateway: the admission store is out of reach (%s): executions are %s until "
+                               "it answers", why, "admitted uncounted" if config.store_failure == "open" else
+                               "refused (AdmissionUnavailable)")
+
+        store.on_change = changed
+        ADMISSION_STORE_UP.set(1 if store.ping() else 0)
+        self.log.info("eda_gateway: execution budget in %s, shared with every server that uses it "
+                      "(leases live %.0f s unless renewed; when it is out of reach executions are %s)",
+                      store.url, config.lease_ttl, "admitted" if config.store_failure == "open" else "refused")
+        return store
+
+    async def _lease_renewal_loop(self):
+        """Keep this server's leases in the shared store alive while their executions run."""
+        store = self.admission.store
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(store.lease_ttl / 3)
+            try:
+                await loop.run_in_executor(None, store.renew)
+            except Exception:
+                self.log.exception("eda_gateway: renewing leases failed")
 
     async def _refusal_summary_loop(self):
         while True:  # a flood's summary line comes even once the flood has stopped

@@ -137,8 +137,36 @@ class EDARateLimiter(Configurable):
     )
     refusal_flood_delay = Float(1.0, config=True, help="Seconds a slowed connection's refusals wait.")
 
+    store_url = Unicode(
+        "", config=True,
+        help="Where the budget is kept. Empty: in this server. 'redis://host:port/db' (or rediss://, "
+        "unix://): in Redis, one budget for every server that points at it; the password from the URL "
+        "or $EDA_STORE_PASSWORD (docs/scaling.md).",
+    )
+    lease_ttl = Float(
+        30.0, config=True,
+        help="With store_url: seconds a concurrency lease lives unless its server renews it (every "
+        "lease_ttl / 3 while the execution runs): a server that dies gives its leases back within this.",
+    )
+    store_failure = Enum(
+        ["closed", "open"], default_value="closed", config=True,
+        help="With store_url, when Redis cannot be reached: 'closed' refuses executions "
+        "(AdmissionUnavailable, HTTP 503) until it answers again; 'open' admits them uncounted.",
+    )
+
+    @validate("store_url")
+    def _valid_store_url(self, proposal):
+        if proposal["value"]:
+            from .redis_store import check_url  # redis-py only where a store is configured
+
+            try:
+                check_url(proposal["value"])
+            except ValueError as e:
+                raise TraitError(f"EDARateLimiter.store_url: {e}") from None
+        return proposal["value"]
+
     @validate("max_executions_per_minute", "max_concurrent_executions", "window_seconds", "refusal_flood_window",
-              "refusal_flood_slow_after", "refusal_flood_close_after", "refusal_flood_delay")
+              "refusal_flood_slow_after", "refusal_flood_close_after", "refusal_flood_delay", "lease_ttl")
     def _positive(self, proposal):
         return require_positive(proposal)
 

@@ -19,6 +19,12 @@ VERDICTS = Counter("eda_gateway_verdicts", "Sandbox and rate-limit verdicts, by 
 ENFORCEMENT = Gauge("eda_gateway_enforcement", "Enforcement backend in use (1 for the active one)", ["backend"])
 AUTH_FAILURES = Counter("eda_gateway_auth_failures", "Wrong tokens and logins, by kind", ["kind"])
 AUTH_THROTTLED = Counter("eda_gateway_auth_throttled", "Authentications refused (429) during backoff", ["kind"])
+ADMISSION_STORE_UP = Gauge(
+    "eda_gateway_admission_store_up", "1 while the shared admission store (EDARateLimiter.store_url) answers"
+)
+ADMISSION_STORE_FAILURES = Counter(
+    "eda_gateway_admission_store_failures", "Times the shared admission store became unreachable"
+)
 SAMPLE_SECONDS = Gauge("eda_gateway_sampler_seconds", "Time the last telemetry sample took to measure")
 
 

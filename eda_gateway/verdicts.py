@@ -25,6 +25,8 @@ EXECUTION_TIMEOUT = "ExecutionTimeout"
 BACKGROUND_EXECUTION_TIMEOUT = "BackgroundExecutionTimeout"
 MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
 RATE_LIMIT_EXCEEDED = "RateLimitExceeded"
+# the shared admission store (EDARateLimiter.store_url) is out of reach: nothing can be counted
+ADMISSION_UNAVAILABLE = "AdmissionUnavailable"
 # a user's disk volume is full (eda_gateway/quotas.py): not about one execution, so kernel_id
 # is "" and ``user`` says whose
 DISK_QUOTA_EXCEEDED = "DiskQuotaExceeded"

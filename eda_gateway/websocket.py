@@ -41,9 +41,10 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
+from .admission import UNAVAILABLE
 from .ledger import KILLED, REPLIED, UNDELIVERED
 from .refusal_flood import CLOSE_CODE as FLOOD_CLOSE_CODE
-from .verdicts import INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
+from .verdicts import ADMISSION_UNAVAILABLE, INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
 TOO_MANY_CONNECTIONS = "TooManyConnections"
@@ -290,9 +291,10 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         if decision.allowed:
             self._inflight[msg_id] = header
             return True
+        ename = ADMISSION_UNAVAILABLE if decision.reason == UNAVAILABLE else RATE_LIMIT_EXCEEDED
         self._answer_refusal(
             ending_messages(
-                self.session, header, RATE_LIMIT_EXCEEDED, decision.message,
+                self.session, header, ename, decision.message,
                 details={"reason": decision.reason, "retry_after_seconds": round(decision.retry_after_seconds, 3)},
             ),
             "eda_gateway: refused execution of %s on kernel %s (%s, retry in %.1f s)",

@@ -12,7 +12,8 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..authorization import EDAAuthorizer
-from .ratelimit_headers import set_rate_limit_headers_for
+from ..store import StoreUnavailable
+from .ratelimit_headers import set_rate_limit_headers_for, write_admission_unavailable
 
 API_PREFIX = "/advanced-eda/api"
 
@@ -50,8 +51,17 @@ class EDAAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": code, "message": message, **extra}))
 
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, StoreUnavailable):
+            return  # an outage of the shared store is logged once, when it starts (app.py)
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StoreUnavailable):  # usage asked of a shared store out of reach
+            return write_admission_unavailable(
+                self, "The execution budget cannot be read now (the shared admission store is out of reach). "
+                "Try again shortly.", exc.retry_after)
         message = HTTPStatus(status_code).phrase if status_code in HTTPStatus._value2member_map_ else ""
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message

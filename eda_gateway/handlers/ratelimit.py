@@ -7,10 +7,10 @@ import json
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..admission import Decision, Usage, iso
+from ..admission import UNAVAILABLE, Decision, Usage, iso
 from ..authorization import STATUS
 from .base import API_PREFIX, EDAAPIHandler
-from .ratelimit_headers import whole_seconds
+from .ratelimit_headers import whole_seconds, write_admission_unavailable
 
 
 def render_status(usage: Usage) -> dict:
@@ -52,8 +52,11 @@ def render_status(usage: Usage) -> dict:
 
 
 def write_rate_limited(handler: web.RequestHandler, decision: Decision) -> None:
-    """Finish ``handler`` with the 429 answer of openapi.json for a refused ``decision``."""
+    """Finish ``handler`` with the 429 answer of openapi.json for a refused ``decision``
+    (a 503 ``admission_unavailable`` when the shared admission store is out of reach)."""
     wait = max(1, whole_seconds(decision.retry_after_seconds))
+    if decision.reason == UNAVAILABLE:
+        return write_admission_unavailable(handler, decision.message, decision.retry_after_seconds)
     handler.set_status(429)
     handler.set_header("Retry-After", str(wait))
     handler.set_header("Content-Type", "application/json")

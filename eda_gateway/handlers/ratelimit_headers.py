@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from tornado import web
 
-from ..admission import Usage
+from ..admission import StoreUnavailable, Usage
 
 POLICY_NAME = "exec"
 
@@ -30,11 +31,26 @@ def set_rate_limit_headers(handler: web.RequestHandler, usage: Usage) -> None:
     handler.set_header("RateLimit", f'"{POLICY_NAME}";r={usage.remaining};t={whole_seconds(usage.reset_in_seconds)}')
 
 
-def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> Usage:
-    """Set the RateLimit headers of ``username`` on any of our API answers; returns the usage shown."""
-    usage = handler.settings["eda_gateway"].admission.usage(username)
+def set_rate_limit_headers_for(handler: web.RequestHandler, username: str) -> Usage | None:
+    """Set the RateLimit headers of ``username`` on any of our API answers; returns the usage
+    shown (None, and no headers, while a shared admission store is out of reach: the answer
+    itself may not need it)."""
+    try:
+        usage = handler.settings["eda_gateway"].admission.usage(username)
+    except StoreUnavailable:
+        return None
     set_rate_limit_headers(handler, usage)
     return usage
+
+
+def write_admission_unavailable(handler: web.RequestHandler, message: str, retry_after: float) -> None:
+    """The 503 of openapi.json: the shared admission store cannot be reached."""
+    handler.set_status(503)
+    handler.set_header("Retry-After", str(max(1, whole_seconds(retry_after))))
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"error": "admission_unavailable", "retry_after_seconds": round(retry_after, 3),
+                               "message": message}))
+
 
 
 class RetryAfterTransform(web.OutputTransform):

@@ -1,4 +1,8 @@
-"""Usage history: activity events and usage samples in SQLite, for charts and audits.
+"""Usage history: activity events and usage samples, for charts and audits.
+
+Kept in a SQLite file (one server's) or in PostgreSQL, which several servers may share:
+every row names the server that wrote it (``server``). history_backends.py holds what
+differs between the two; the SQL here is the same for both.
 
 Callers on the event loop only enqueue (``record_event``, ``record_samples``): a
 single writer thread owns the write connection and commits whatever has queued up
@@ -15,6 +19,11 @@ and then periodically), and each table keeps at most ``max_rows`` rows *per user
 (that user's oldest go first), so no user's activity can evict another's audit trail.
 Readers (``series``, ``events``, ``summary``) open their own connection and are
 blocking calls: run them in an executor. ``flush()`` first, to read your writes.
+
+A write that fails is dropped and counted (``dropped``), except when the connection to
+PostgreSQL is gone: then the writer keeps its batch and reconnects, backing off from
+``retry_delay`` to ``max_retry_delay`` seconds; meanwhile the queue fills and what does
+not fit is dropped and counted.
 """
 
 from __future__ import annotations
@@ -22,14 +31,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
+
+from .history_backends import backend_for
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +59,6 @@ COUNT_BUCKET_SECONDS = 60.0
 
 # Charts are drawn from dense buckets; more than this is a mistake, not a chart.
 MAX_BUCKETS = 2000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    user TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    kernel_id TEXT,
-    source TEXT,
-    reason TEXT,
-    details TEXT,
-    count INTEGER NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE INDEX IF NOT EXISTS events_user_ts ON events(user, ts);
-CREATE INDEX IF NOT EXISTS events_user_id ON events(user, id);
-CREATE TABLE IF NOT EXISTS samples (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    user TEXT NOT NULL,
-    kernels INTEGER NOT NULL,
-    memory_bytes INTEGER,
-    cpu_percent REAL
-);
-CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
-CREATE INDEX IF NOT EXISTS samples_user_ts ON samples(user, ts);
-CREATE INDEX IF NOT EXISTS samples_user_id ON samples(user, id);
-"""
 
 
 @dataclass(frozen=True)
@@ -107,12 +88,21 @@ class HistoryStore:
         path: str,
         retention_days: float = 30.0,
         max_rows: int = 1_000_000,
+        server: str = "",
         max_pending: int = 50_000,
         batch_delay: float = 0.25,
         purge_interval: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 30.0,
     ) -> None:
-        self.path = os.path.abspath(path)
+        """``path``: a SQLite file, or a ``postgresql://`` URL; ``server``: this server's
+        name, written in each of its rows."""
+        self.db = backend_for(path)
+        self.path = self.db.target  # a file's absolute path, or the URL without its password
+        self.server = server
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
         self.retention_days = retention_days
         self.max_rows = max_rows
         self.batch_delay = batch_delay
@@ -124,6 +114,7 @@ class HistoryStore:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._error: BaseException | None = None
+        self._conn = None  # the writer's; None while PostgreSQL is away
 
     # --- life cycle -------------------------------------------------------------
 
@@ -133,7 +124,8 @@ class HistoryStore:
         self._thread.start()
         self._ready.wait(timeout)
         if self._error is not None:
-            raise RuntimeError(f"cannot open history database {self.path}: {self._error}") from self._error
+            error = self.db.scrub(str(self._error))
+            raise RuntimeError(f"cannot open history database {self.path}: {error}") from self._error
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued and stop the writer (blocking)."""
@@ -163,6 +155,7 @@ class HistoryStore:
         row = (
             at if at is not None else self.clock(),
             user,
+            self.server,
             kind,
             kernel_id,
             source,
@@ -187,7 +180,7 @@ class HistoryStore:
         self._put(("count", (minute, user, kind, kernel_id, source, reason)))
 
     def record_samples(self, samples: Iterable[Sample]) -> None:
-        rows = [(s.ts, s.user, s.kernels, s.memory_bytes, s.cpu_percent) for s in samples]
+        rows = [(s.ts, s.user, self.server, s.kernels, s.memory_bytes, s.cpu_percent) for s in samples]
         if rows:
             self._put(("samples", rows))
 
@@ -203,43 +196,23 @@ class HistoryStore:
         try:
             self._queue.put(item, block=block, timeout=timeout)
         except queue.Full:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("eda_gateway: history writer is behind; %d records dropped", self.dropped)
+            self._count_drops(1, "history writer is behind")
+
+    def _count_drops(self, n: int, why: str) -> None:
+        before, self.dropped = self.dropped, self.dropped + n
+        if before == 0 or before // 1000 != self.dropped // 1000:  # the first, then every 1000th
+            log.warning("eda_gateway: %s; %d records dropped", why, self.dropped)
 
     # --- the writer thread ----------------------------------------------------------
 
-    def _connect(self, readonly: bool = False) -> sqlite3.Connection:
-        if readonly:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-        else:
-            conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        return conn
-
-    def _open(self) -> sqlite3.Connection:
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        # usernames and activity are personal data: owner-only file
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        conn = self._connect()
-        conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for the writer
-        conn.execute("PRAGMA synchronous = NORMAL")
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-        if columns and "count" not in columns:  # a database from before counted rows
-            conn.execute("ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
-        conn.executescript(_SCHEMA)
-        conn.commit()
-        return conn
-
     def _run(self) -> None:
         try:
-            conn = self._open()
-            self.purge(conn)
+            self._conn = self.db.open()
+            self.purge(self._conn)
         except BaseException as e:  # noqa: BLE001 - reported to start()
             self._error = e
+            if self._conn is not None:
+                self._conn.close()
             self._ready.set()
             return
         self._ready.set()
@@ -254,16 +227,20 @@ class HistoryStore:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = self._write(conn, batch)
+                stop = self._write(batch)
                 if stop:
                     return
-                if time.monotonic() >= next_purge:
-                    self.purge(conn)
+                if time.monotonic() >= next_purge and self._conn is not None:
+                    try:
+                        self.purge(self._conn)
+                    except self.db.Error as e:  # the connection's loss shows at the next write
+                        log.warning("eda_gateway: history purge failed: %s", self.db.scrub(str(e)))
                     next_purge = time.monotonic() + self.purge_interval
         finally:
-            conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list) -> bool:
+    def _write(self, batch: list) -> bool:
         events, samples, flushes, stop = [], [], [], False
         counts: dict[tuple, int] = {}
         for item in batch:
@@ -277,63 +254,108 @@ class HistoryStore:
                 counts[item[1]] = counts.get(item[1], 0) + 1
             else:
                 samples.extend(item[1])
-        try:
-            with conn:
-                if events:
-                    conn.executemany(
-                        "INSERT INTO events (ts, user, kind, kernel_id, source, reason, details) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        events,
-                    )
-                for key, n in counts.items():
-                    self._add_count(conn, key, n)
-                if samples:
-                    conn.executemany(
-                        "INSERT INTO samples (ts, user, kernels, memory_bytes, cpu_percent) VALUES (?, ?, ?, ?, ?)",
-                        samples,
-                    )
-                self._cap_rows(conn, {row[1] for row in events} | {key[1] for key in counts},
-                               {row[1] for row in samples})
-        except sqlite3.Error:
-            log.exception("eda_gateway: history write of %d records failed",
-                          len(events) + len(samples) + len(counts))
+        if events or samples or counts:
+            self._commit(events, counts, samples)
         for marker in flushes:
             marker.done.set()
         return stop
 
-    @staticmethod
-    def _add_count(conn: sqlite3.Connection, key: tuple, n: int) -> None:
+    def _commit(self, events: list, counts: dict, samples: list) -> None:
+        """One transaction, which the writer retries while PostgreSQL is away (and once
+        more if it was a deadlock's victim); any other failure drops the batch."""
+        records = len(events) + len(samples) + sum(counts.values())
+        delay, retried = self.retry_delay, False
+        while True:
+            try:
+                if self._conn is None:
+                    self._conn = self.db.open()
+                    log.info("eda_gateway: history database %s is back", self.path)
+                with self.db.transaction(self._conn):
+                    self._insert(self._conn.cursor(), events, counts, samples)
+                return
+            except self.db.Error as e:
+                error = self.db.scrub(str(e))
+                if self.db.retryable(e) and not retried:
+                    retried = True  # rolled back whole: nothing written twice
+                    continue
+                if not self.db.lost(self._conn):  # the database refused this batch (disk full, ...)
+                    log.error("eda_gateway: history write of %d records failed: %s", records, error)
+                    self._count_drops(records, "history writes failed")
+                    return
+                # the connection is gone (a commit lost with it may be written twice: rare, harmless)
+                if self._conn is not None:
+                    log.warning("eda_gateway: history database %s unreachable (%s); retrying, "
+                                "back-off up to %g s", self.path, error, self.max_retry_delay)
+                    self._conn.close()
+                    self._conn = None
+                if self._stopping.is_set():  # the server is going: no waiting for the database
+                    self._count_drops(records, f"history database {self.path} unreachable at shutdown")
+                    return
+                self._back_off(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+
+    def _back_off(self, delay: float) -> None:
+        self._stopping.wait(delay)  # a stop ends the wait
+
+    def _insert(self, cur, events: list, counts: dict, samples: list) -> None:
+        sql = self.db.sql
+        self.db.lock_writers(cur)  # first: the other servers' writers wait here, holding nothing
+        if events:
+            cur.executemany(
+                sql('INSERT INTO events (ts, "user", server, kind, kernel_id, source, reason, details) '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                events,
+            )
+        for key, n in counts.items():
+            self._add_count(cur, key, n)
+        if samples:
+            cur.executemany(
+                sql('INSERT INTO samples (ts, "user", server, kernels, memory_bytes, cpu_percent) '
+                    "VALUES (?, ?, ?, ?, ?, ?)"),
+                samples,
+            )
+        self._cap_rows(cur, {row[1] for row in events} | {key[1] for key in counts}, {row[1] for row in samples})
+
+    def _add_count(self, cur, key: tuple, n: int) -> None:
+        # this server's row: only its own writer updates it, so update-else-insert cannot race
         ts, user, kind, kernel_id, source, reason = key
-        updated = conn.execute(
-            "UPDATE events SET count = count + ? WHERE user = ? AND ts = ? AND kind = ? "
-            "AND kernel_id IS ? AND source IS ? AND reason IS ?",
-            (n, user, ts, kind, kernel_id, source, reason),
-        ).rowcount
-        if not updated:
-            conn.execute(
-                "INSERT INTO events (ts, user, kind, kernel_id, source, reason, count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (ts, user, kind, kernel_id, source, reason, n),
+        same = self.db.same
+        cur.execute(
+            self.db.sql(f'UPDATE events SET count = count + ? WHERE "user" = ? AND ts = ? AND kind = ? '
+                        f"AND server = ? AND kernel_id {same} ? AND source {same} ? AND reason {same} ?"),
+            (n, user, ts, kind, self.server, kernel_id, source, reason),
+        )
+        if not cur.rowcount:
+            cur.execute(
+                self.db.sql('INSERT INTO events (ts, "user", server, kind, kernel_id, source, reason, count) '
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                (ts, user, self.server, kind, kernel_id, source, reason, n),
             )
 
-    def _cap_rows(self, conn: sqlite3.Connection, event_users: set, sample_users: set) -> None:
-        # per user, only for users who just wrote: the cut is their max_rows-th newest row
+    def _cap_rows(self, cur, event_users: set, sample_users: set) -> None:
+        # per user (whichever server wrote the rows), only for users who just wrote:
+        # the cut is their max_rows-th newest row
         for table, users in (("events", event_users), ("samples", sample_users)):
             for user in users:
-                conn.execute(
-                    f"DELETE FROM {table} WHERE user = ?1 AND id <= "
-                    f"(SELECT id FROM {table} WHERE user = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                    (user, self.max_rows),
+                cur.execute(
+                    self.db.sql(f'DELETE FROM {table} WHERE "user" = ? AND id <= '
+                                f'(SELECT id FROM {table} WHERE "user" = ? ORDER BY id DESC LIMIT 1 OFFSET ?)'),
+                    (user, user, self.max_rows),
                 )
 
-    def purge(self, conn: sqlite3.Connection | None = None) -> int:
-        """Delete rows older than the retention period; returns how many went."""
+    def purge(self, conn=None) -> int:
+        """Delete rows older than the retention period (every server's); returns how many went."""
         own = conn is None
-        conn = conn or self._connect()
+        conn = conn or self.db.connect()
         horizon = self.clock() - self.retention_days * 86400.0
         try:
-            with conn:
-                removed = conn.execute("DELETE FROM events WHERE ts < ?", (horizon,)).rowcount
-                removed += conn.execute("DELETE FROM samples WHERE ts < ?", (horizon,)).rowcount
+            with self.db.transaction(conn):
+                cur = conn.cursor()
+                self.db.lock_writers(cur)
+                cur.execute(self.db.sql("DELETE FROM events WHERE ts < ?"), (horizon,))
+                removed = cur.rowcount
+                cur.execute(self.db.sql("DELETE FROM samples WHERE ts < ?"), (horizon,))
+                removed += cur.rowcount
         finally:
             if own:
                 conn.close()
@@ -359,14 +381,15 @@ class HistoryStore:
             args += kinds
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT ts, user, kind, kernel_id, source, reason, details, count FROM events "
-                f"WHERE {where} ORDER BY ts DESC, id DESC LIMIT ?",
+                self.db.sql('SELECT ts, "user", server, kind, kernel_id, source, reason, details, count FROM events '
+                            f"WHERE {where} ORDER BY ts DESC, id DESC LIMIT ?"),
                 (*args, limit),
             ).fetchall()
         return [
             {
                 "at": ts,
                 "user": u,
+                "server": server,
                 "kind": kind,
                 "kernel_id": kid,
                 "source": source,
@@ -374,30 +397,36 @@ class HistoryStore:
                 "details": json.loads(details) if details else {},
                 "count": count,
             }
-            for ts, u, kind, kid, source, reason, details, count in rows
+            for ts, u, server, kind, kid, source, reason, details, count in rows
         ]
 
     def summary(self, since: float, until: float | None = None, user: str | None = None) -> dict[str, dict]:
-        """Per user (or only ``user``): refusals by reason, verdicts by name, event counts and last activity."""
+        """Per user (or only ``user``): refusals by reason, verdicts by name, event counts, last
+        activity, and the servers that recorded these events (sorted)."""
         where, args = self._where(user, since, until)
         out: dict[str, dict] = {}
         with self._reader() as conn:
             rows = conn.execute(
-                f"SELECT user, kind, reason, SUM(count), MAX(ts) FROM events WHERE {where} GROUP BY user, kind, reason",
+                self.db.sql(f'SELECT "user", server, kind, reason, SUM(count), MAX(ts) FROM events WHERE {where} '
+                            'GROUP BY "user", server, kind, reason'),
                 args,
             ).fetchall()
-        for user, kind, reason, count, last in rows:
+        for user, server, kind, reason, count, last in rows:
             entry = out.setdefault(
-                user, {"executions": 0, "refusals": {}, "verdicts": {}, "logins": 0, "last_activity": None}
+                user,
+                {"executions": 0, "refusals": {}, "verdicts": {}, "logins": 0, "last_activity": None, "servers": []},
             )
             entry["last_activity"] = max(entry["last_activity"] or 0.0, last)
+            if server not in entry["servers"]:
+                entry["servers"] = sorted([*entry["servers"], server])
             if kind == EXECUTION_ADMITTED:
                 entry["executions"] += count
             elif kind == EXECUTION_REFUSED:
                 key = reason or "unknown"
                 entry["refusals"][key] = entry["refusals"].get(key, 0) + count
             elif kind == VERDICT:
-                entry["verdicts"][reason or "unknown"] = count
+                key = reason or "unknown"
+                entry["verdicts"][key] = entry["verdicts"].get(key, 0) + count
             elif kind == LOGIN:
                 entry["logins"] += count
         return out
@@ -411,13 +440,13 @@ class HistoryStore:
         where, args = self._where(user, since, until)
         with self._reader() as conn:
             event_rows = conn.execute(
-                f"SELECT user, CAST((ts - ?) / ? AS INTEGER) AS b, kind, SUM(count) FROM events "
-                f"WHERE {where} AND kind IN (?, ?, ?) GROUP BY user, b, kind",
+                self.db.sql(f'SELECT "user", {self.db.bucket} AS b, kind, SUM(count) FROM events '
+                            f'WHERE {where} AND kind IN (?, ?, ?) GROUP BY "user", b, kind'),
                 (since, bucket, *args, EXECUTION_ADMITTED, EXECUTION_REFUSED, VERDICT),
             ).fetchall()
             sample_rows = conn.execute(
-                f"SELECT user, CAST((ts - ?) / ? AS INTEGER) AS b, MAX(memory_bytes), AVG(cpu_percent), "
-                f"MAX(cpu_percent), MAX(kernels) FROM samples WHERE {where} GROUP BY user, b",
+                self.db.sql(f'SELECT "user", {self.db.bucket} AS b, MAX(memory_bytes), AVG(cpu_percent), '
+                            f'MAX(cpu_percent), MAX(kernels) FROM samples WHERE {where} GROUP BY "user", b'),
                 (since, bucket, *args),
             ).fetchall()
         users = sorted({r[0] for r in event_rows} | {r[0] for r in sample_rows} | ({user} if user else set()))
@@ -451,13 +480,13 @@ class HistoryStore:
         return series
 
     def _reader(self):
-        return closing(self._connect(readonly=True))
+        return closing(self.db.reader())
 
     @staticmethod
     def _where(user, since, until) -> tuple[str, list]:
         clauses, args = ["1 = 1"], []
         if user is not None:
-            clauses.append("user = ?")
+            clauses.append('"user" = ?')
             args.append(user)
         if since is not None:
             clauses.append("ts >= ?")

@@ -200,3 +200,33 @@ def test_a_database_from_before_counted_rows_is_upgraded(tmp_path):
         assert s.events()[0]["count"] == 1
     finally:
         s.stop()
+
+
+def test_rows_name_their_server_and_an_older_file_gains_the_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)  # the schema before rows named their server
+    conn.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, ts REAL NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL, "
+        "kernel_id TEXT, source TEXT, reason TEXT, details TEXT, count INTEGER NOT NULL DEFAULT 1);"
+        "CREATE TABLE samples (id INTEGER PRIMARY KEY, ts REAL NOT NULL, user TEXT NOT NULL, kernels INTEGER NOT NULL, "
+        "memory_bytes INTEGER, cpu_percent REAL);"
+    )
+    t0 = 1_800_000_000.0
+    conn.execute("INSERT INTO events (ts, user, kind) VALUES (?, 'bob', 'login')", (t0,))
+    conn.execute("INSERT INTO samples (ts, user, kernels) VALUES (?, 'bob', 1)", (t0,))
+    conn.commit()
+    conn.close()
+    s = HistoryStore(str(path), server="east", batch_delay=0.01)
+    s.start()
+    try:
+        s.record_event(h.LOGIN, "alice", at=t0 + 1)
+        s.record_count(h.EXECUTION_REFUSED, "bob", at=t0 + 2, reason="per_minute")
+        s.record_samples([Sample("alice", 1, 10, 1.0, t0 + 3)])
+        assert s.flush()
+        assert [(e["user"], e["kind"], e["server"]) for e in s.events()] == [
+            ("alice", h.LOGIN, "east"), ("bob", h.EXECUTION_REFUSED, "east"), ("bob", h.LOGIN, "")]
+        assert s.summary(since=t0)["bob"]["servers"] == ["", "east"]  # the old row names no server
+    finally:
+        s.stop()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT user, server FROM samples ORDER BY id").fetchall() == [("bob", ""), ("alice", "east")]

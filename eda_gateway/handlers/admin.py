@@ -7,8 +7,10 @@
   (or everyone's); a user may read their own.
 - ``GET admin/events``: the activity log itself, newest first, same access rules.
 
-History reads hit SQLite: they run in an executor, after a flush of what the
-writer still holds, so an answer includes everything recorded before the request.
+History reads hit the database (SQLite, or PostgreSQL shared by several servers: then
+these answers cover all of them, each event naming its ``server``): they run in an
+executor, after a flush of what the writer still holds, so an answer includes everything
+this server recorded before the request.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class AdminUsersHandler(AdminAPIHandler):
                     "verdicts": seen.get("verdicts", {}),
                     "last_activity": iso(max(last)) if last else None,
                     "limits": {**dataclasses.asdict(limits), "memory_bytes": limits.memory_bytes},
+                    "servers": seen.get("servers", []),
                 }
             )
         self.finish({"since": iso(since), "until": iso(until), "users": users})
@@ -204,6 +207,7 @@ class AdminHistoryHandler(AdminAPIHandler):
                         "verdicts": totals.get("verdicts", {}),
                     },
                     "points": [{**p, "start": iso(p["start"])} for p in points],
+                    "servers": totals.get("servers", []),
                 }
             )
         self.finish({"since": iso(since), "until": iso(until), "bucket_seconds": bucket, "users": out})

@@ -367,6 +367,8 @@ export interface components {
                 limits: {
                     [key: string]: number;
                 };
+                /** @description The servers that recorded this user's events in the range, sorted: several when servers share one PostgreSQL history (`EDAGateway.history_db`). */
+                servers: string[];
             }[];
         };
         History: {
@@ -395,6 +397,8 @@ export interface components {
                     peak_cpu_percent: number | null;
                     kernels: number | null;
                 }[];
+                /** @description The servers that recorded this user's events in the range, sorted: several when servers share one PostgreSQL history (`EDAGateway.history_db`). */
+                servers: string[];
             }[];
         };
         ActivityEvents: {
@@ -403,6 +407,8 @@ export interface components {
             events: {
                 at: components["schemas"]["Timestamp"];
                 user: string;
+                /** @description The server that recorded the row (`EDAGateway.server_name`); several servers may share one PostgreSQL history. */
+                server: string;
                 kind: components["schemas"]["EventKind"];
                 kernel_id: string | null;
                 source: string | null;

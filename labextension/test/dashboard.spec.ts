@@ -42,6 +42,7 @@ function user(name: string, overrides: Partial<IAdminUser> = {}): IAdminUser {
     verdicts: {},
     last_activity: null,
     limits: { max_executions_per_minute: 10 },
+    servers: ['east'],
     ...overrides
   };
 }
@@ -71,13 +72,14 @@ function point(minute: number, executions: number, memory: number | null) {
 
 function usage(): IHistory {
   const totals = { executions: 0, refusals: {}, verdicts: {} };
+  const servers = ['east'];
   return {
     since: '',
     until: '',
     bucket_seconds: 60,
     users: [
-      { user: 'alice', totals, points: [point(0, 1, 2 ** 20), point(1, 3, 2 ** 21), point(2, 0, null)] },
-      { user: 'bob', totals, points: [point(0, 0, null), point(1, 2, null), point(2, 0, null)] }
+      { user: 'alice', totals, points: [point(0, 1, 2 ** 20), point(1, 3, 2 ** 21), point(2, 0, null)], servers },
+      { user: 'bob', totals, points: [point(0, 0, null), point(1, 2, null), point(2, 0, null)], servers }
     ]
   };
 }

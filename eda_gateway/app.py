@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.gateway.gateway_client import GatewayClient
@@ -151,6 +153,23 @@ class EDAGateway(ExtensionApp):
         help="Output of one REST execution kept in its answer; the rest is dropped with a marker.",
     )
 
+    server_name = Unicode(
+        "", config=True,
+        help="This server's name in a shared history and in the admin view across servers "
+        "(docs/scaling.md). Default: <host name>:<port>.",
+    )
+    server_url = Unicode(
+        "", config=True,
+        help="Where admins reach this server from another one's dashboard (its kernels' actions go "
+        "there). Default: the server's own URL; under JupyterHub, its public URL.",
+    )
+
+    heartbeat_interval = Float(
+        10.0, config=True,
+        help="With a shared admission store: seconds between two heartbeats of this server (its live "
+        "kernels, for the admin view across servers); a server silent for 3 heartbeats leaves the view.",
+    )
+
     history_db = Unicode(
         "",
         config=True,
@@ -189,7 +208,7 @@ class EDAGateway(ExtensionApp):
 
     @validate(
         "max_kernels_per_user", "max_connections_per_user", "max_code_bytes", "max_output_bytes", "cleanup_interval",
-        "temp_file_max_age", "history_retention_days", "history_max_rows", "history_sample_interval",
+        "temp_file_max_age", "heartbeat_interval", "history_retention_days", "history_max_rows", "history_sample_interval",
         "request_read_timeout", "max_body_bytes_in_flight", "max_body_bytes_in_flight_per_user",
     )
     def _positive(self, proposal):
@@ -550,6 +569,7 @@ class EDAGateway(ExtensionApp):
             sys.exit(f"eda_gateway: {e}")
         metrics.install(enforcement=self.sandbox.enforcement, telemetry=self.telemetry, verdicts=self.verdicts,
                         bus=self.execution_bus)
+        self.peers = self._server_directory()
         self.system_stats = SystemStats(self.telemetry, self.sandbox, self.isolation)
 
     def _start_history(self) -> None:
@@ -648,6 +668,11 @@ class EDAGateway(ExtensionApp):
             self.usage_recorder.flush()
         if getattr(self, "history", None) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
+        if getattr(self, "peers", None) is not None:
+            try:  # leave the admin view now, not when the heartbeat expires
+                await asyncio.get_running_loop().run_in_executor(None, self.peers.withdraw)
+            except Exception as e:
+                self.log.debug("eda_gateway: heartbeat not withdrawn: %s", e)
         for claim in getattr(self, "claims", ()):
             claim.release()
         await super().stop_extension()
@@ -695,6 +720,34 @@ class EDAGateway(ExtensionApp):
                       "(leases live %.0f s unless renewed; when it is out of reach executions are %s)",
                       store.url, config.lease_ttl, "admitted" if config.store_failure == "open" else "refused")
         return store
+
+    def the_server_name(self) -> str:
+        return self.server_name or f"{socket.gethostname()}:{self.serverapp.port}"
+
+    def _server_directory(self):
+        """With a shared store: this server's heartbeat for the admin view across servers
+        (eda_gateway/peers.py), published at most every heartbeat_interval from the telemetry."""
+        client = getattr(self.admission.store, "client", None)
+        if client is None:
+            return None
+        from .peers import ServerDirectory, kernels_of
+
+        url = self.server_url or os.environ.get("JUPYTERHUB_PUBLIC_URL") or self.serverapp.connection_url
+        interval = self.heartbeat_interval
+        directory = ServerDirectory(client, self.the_server_name(), url, ttl=3 * interval)
+        last = {"at": 0.0}
+
+        def beat(snapshot) -> None:
+            now = time.monotonic()
+            if now - last["at"] < interval:
+                return
+            last["at"] = now
+            future = asyncio.get_running_loop().run_in_executor(None, directory.publish, kernels_of(snapshot))
+            future.add_done_callback(lambda f: f.exception() and self.log.debug(
+                "eda_gateway: heartbeat not published: %s", f.exception()))
+
+        self.telemetry.listeners.append(beat)
+        return directory
 
     async def _lease_renewal_loop(self):
         """Keep this server's leases in the shared store alive while their executions run."""

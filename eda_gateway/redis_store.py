@@ -192,6 +192,11 @@ class RedisStore:
         self.available = True  # for /metrics and logs
         self.on_change: Callable[[bool, str], None] | None = None  # (available, why): logs, metrics
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client, for what else servers share there (eda_gateway/peers.py)."""
+        return self._redis
+
     # --- keys ------------------------------------------------------------------------
 
     def _window_key(self, user: str, window: str) -> str:

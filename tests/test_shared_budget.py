@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -24,6 +25,8 @@ c.EDARateLimiter.max_concurrent_executions = 2
 c.EDARateLimiter.refusal_flood_slow_after = 100  # every refusal answered at once
 c.EDAGateway.user_limits = {{"bob": {{"max_concurrent_executions": 1}}, "carol": {{"max_concurrent_executions": 1}}}}
 c.EDASandbox.max_execution_time = 120
+c.EDAGateway.heartbeat_interval = 1
+c.EDATelemetry.interval = 0.5
 """
 SLEEP = "import time; time.sleep(100)"
 
@@ -164,3 +167,30 @@ def test_redis_down_refuses_with_admission_unavailable_then_resumes_without_a_re
     finally:
         srv.stop()
         redis_server.stop()
+
+
+def test_an_admin_sees_every_servers_kernels_each_with_its_server(tmp_path, redis_server):
+    a, b = pair(tmp_path, redis_server.url)
+    try:
+        kernel = b.start_kernel("alice")
+
+        def b_seen_from_a():
+            beats = {s["server"]: s for s in a.get("/advanced-eda/api/admin/users", "admin").json().get("servers", [])}
+            on_b = [s for s in beats.values() if any(k["kernel_id"] == kernel for k in s["kernels"])]
+            return (beats, on_b[0]) if on_b else None
+
+        beats, on_b = wait_for(b_seen_from_a, timeout=30, interval=0.3, what="b's kernel in a's admin view")
+        assert on_b["url"].startswith(b.base_url) and not on_b["this_server"]
+        assert on_b["server"] == f"{socket.gethostname()}:{b.port}"  # EDAGateway.server_name's default
+        assert [k["user"] for k in on_b["kernels"] if k["kernel_id"] == kernel] == ["alice"]
+        assert sum(s["this_server"] for s in beats.values()) == 1
+        assert a.get("/advanced-eda/api/admin/users", "alice").status_code == 403
+        b.stop()  # a stopped server leaves the view at once
+
+        def names():
+            return {s["server"] for s in a.get("/advanced-eda/api/admin/users", "admin").json()["servers"]}
+
+        wait_for(lambda: on_b["server"] not in names(), timeout=20, what="b gone from a's admin view")
+    finally:
+        a.stop()
+        b.stop()

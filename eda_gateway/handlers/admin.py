@@ -170,7 +170,20 @@ class AdminUsersHandler(AdminAPIHandler):
                     "servers": seen.get("servers", []),
                 }
             )
-        self.finish({"since": iso(since), "until": iso(until), "users": users})
+        answer = {"since": iso(since), "until": iso(until), "users": users}
+        if getattr(gateway, "peers", None) is not None:
+            answer["servers"] = await self._servers(gateway.peers)
+        self.finish(answer)
+
+    async def _servers(self, peers) -> list[dict]:
+        """Every server on the shared store, with its live kernels (docs/scaling.md)."""
+        try:
+            beats = await asyncio.get_running_loop().run_in_executor(None, peers.servers)
+        except Exception as e:  # the store is out of reach: this server's own view still answers
+            self.log.warning("eda_gateway: the servers on the shared store cannot be read: %s", type(e).__name__)
+            return []
+        return [{**beat, "published_at": iso(beat["published_at"]), "this_server": beat["server"] == peers.name}
+                for beat in beats if isinstance(beat.get("published_at"), (int, float))]
 
 
 class AdminHistoryHandler(AdminAPIHandler):

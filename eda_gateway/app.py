@@ -31,6 +31,7 @@ from .endings import KernelEndings
 from .execution import ExecutionService
 from .activity import ActivityLog, UsageRecorder, register_schemas
 from .history import HistoryStore
+from .history_backends import URL_SCHEMES
 from .hub import HubPlace
 from . import http_limits
 from .refusal_flood import RefusalFlood
@@ -173,8 +174,9 @@ class EDAGateway(ExtensionApp):
     history_db = Unicode(
         "",
         config=True,
-        help="SQLite file of the usage history and activity log (survives restarts). "
-        "Default: eda_gateway_history.sqlite in the server's Jupyter data directory.",
+        help="The usage history and activity log (survives restarts): a SQLite file, or a "
+        "'postgresql://user@host/db' URL shared by several servers, each row naming its server "
+        "(docs/scaling.md). Default: eda_gateway_history.sqlite in the server's Jupyter data directory.",
     )
     history_retention_days = Float(30, config=True, help="History older than this (days) is purged.")
     history_max_rows = Int(
@@ -575,13 +577,15 @@ class EDAGateway(ExtensionApp):
     def _start_history(self) -> None:
         """Usage history (SQLite, own writer thread) and the jupyter_events activity log."""
         path = self.history_db or os.path.join(self.serverapp.data_dir, "eda_gateway_history.sqlite")
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-        except OSError as e:
-            self.log.critical("eda_gateway: bad configuration: EDAGateway.history_db: %s", e)
-            sys.exit(f"eda_gateway: bad configuration: EDAGateway.history_db: {e}")
-        self._claim(os.path.abspath(path) + ".lock", "EDAGateway.history_db")  # one server's users only
-        self.history = HistoryStore(path, self.history_retention_days, self.history_max_rows)
+        if not path.startswith(URL_SCHEMES):  # a PostgreSQL URL is shared by several servers on purpose
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+            except OSError as e:
+                self.log.critical("eda_gateway: bad configuration: EDAGateway.history_db: %s", e)
+                sys.exit(f"eda_gateway: bad configuration: EDAGateway.history_db: {e}")
+            self._claim(os.path.abspath(path) + ".lock", "EDAGateway.history_db")  # one server's users only
+        self.history = HistoryStore(path, self.history_retention_days, self.history_max_rows,
+                                    server=self.the_server_name())
         try:
             self.history.start()
         except RuntimeError as e:

@@ -328,6 +328,22 @@ export interface components {
         /** @enum {string} */
         EventKind: "execution.admitted" | "execution.refused" | "verdict" | "kernel.started" | "kernel.restarted" | "kernel.stopped" | "kernel.reclaimed" | "login";
         AdminUsers: {
+            /** @description Only with a shared admission store (`EDARateLimiter.store_url`): every server on it (this one too), from its last heartbeat (at most 10 s old; a server gone for 30 s is left out), with its live kernels. Act on a kernel at its server's `url`. */
+            servers?: {
+                /** @description `EDAGateway.server_name`. */
+                server: string;
+                /** @description Where the server is reached (`EDAGateway.server_url`). */
+                url: string;
+                published_at: components["schemas"]["Timestamp"];
+                this_server: boolean;
+                kernels: {
+                    kernel_id: string;
+                    user: string;
+                    memory_bytes: number;
+                    cpu_percent: number;
+                    execution_state: string;
+                }[];
+            }[];
             since: components["schemas"]["Timestamp"];
             until: components["schemas"]["Timestamp"];
             users: {
@@ -353,7 +369,7 @@ export interface components {
                 status: components["schemas"]["Level"];
                 /** @description Executions admitted since `since`. */
                 executions: number;
-                /** @description Refusals since `since` by reason (`per_minute`, `per_day`, `concurrent`). */
+                /** @description Refusals since `since` by reason (`per_minute`, `per_day`, `concurrent`, `unavailable`). */
                 refusals: {
                     [key: string]: number;
                 };
@@ -421,7 +437,7 @@ export interface components {
         };
         /** @description Not a REST answer: `metadata.eda_gateway` of the iopub `error` and the `execute_reply` that end an execution eda_gateway refused or stopped on the kernel websocket (docs/clients.md). What a client acts on travels here as numbers, never only in `evalue`'s words. */
         VerdictMetadata: {
-            /** @description `RateLimitExceeded`, `InvalidExecuteRequest`, or a sandbox verdict (`ExecutionTimeout`, `BackgroundExecutionTimeout`, `MemoryLimitExceeded`, ...). */
+            /** @description `RateLimitExceeded`, `AdmissionUnavailable` (the shared admission store is out of reach; `reason` is `unavailable`), `InvalidExecuteRequest`, or a sandbox verdict (`ExecutionTimeout`, `BackgroundExecutionTimeout`, `MemoryLimitExceeded`, ...). */
             verdict: string;
             /** @description For `RateLimitExceeded`: which limit refused it, as `RateLimited.reason`. */
             reason?: string;
@@ -557,7 +573,7 @@ export interface operations {
                     "application/json": components["schemas"]["RateLimited"];
                 };
             };
-            /** @description The dataset kernel could not be started or restarted; try again after `Retry-After` seconds. */
+            /** @description The dataset kernel could not be started or restarted (`error`: `kernel_unavailable`), or the shared admission store (`EDARateLimiter.store_url`) is out of reach (`error`: `admission_unavailable`, with `retry_after_seconds`); try again after `Retry-After` seconds. */
             503: {
                 headers: {
                     /** @description Seconds to wait. */
@@ -681,6 +697,17 @@ export interface operations {
             /** @description Method not allowed. */
             405: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The shared admission store (`EDARateLimiter.store_url`) is out of reach: `error` is `admission_unavailable`; try again after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -14,9 +14,10 @@ command -v npm >/dev/null 2>&1 || eda_apt="$eda_apt npm"
 [ -x /usr/bin/chromium ] || eda_apt="$eda_apt chromium"
 command -v bwrap >/dev/null 2>&1 || eda_apt="$eda_apt bubblewrap"
 command -v mkfs.ext4 >/dev/null 2>&1 || eda_apt="$eda_apt e2fsprogs"
-# Redis (the shared admission store) and PostgreSQL (the shared history): docs/scaling.md
+# Redis (the shared admission store), PostgreSQL (the shared history), HAProxy: docs/scaling.md
 command -v redis-server >/dev/null 2>&1 || eda_apt="$eda_apt redis-server"
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || eda_apt="$eda_apt postgresql"
+command -v haproxy >/dev/null 2>&1 || eda_apt="$eda_apt haproxy"  # examples/load_balancer/
 if [ -n "$eda_apt" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # shellcheck disable=SC2086  # a list of package names
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $eda_apt) >/dev/null \

@@ -188,3 +188,46 @@ it('says so when it cannot load, and keeps polling', async () => {
   await clock.advance(15_000); // backs off, but tries again
   expect(users.mock.calls.length).toBeGreaterThan(1);
 });
+
+it('lists the other servers on the shared store with their kernels, each server linked', async () => {
+  users.mockResolvedValue({
+    since: '',
+    until: '',
+    users: [user('alice')],
+    servers: [
+      {
+        server: 'east',
+        url: 'http://east:8888/',
+        published_at: new Date(EPOCH).toISOString(),
+        this_server: true,
+        kernels: []
+      },
+      {
+        server: 'west',
+        url: 'http://west:8888/',
+        published_at: new Date(EPOCH).toISOString(),
+        this_server: false,
+        kernels: [
+          { kernel_id: 'kwwwwwwwwwww', user: 'bob', memory_bytes: 2 ** 20, cpu_percent: 12.4, execution_state: 'busy' }
+        ]
+      }
+    ]
+  });
+  const node = await open();
+  const servers = [...node.querySelectorAll('[data-testid=eda-admin-server]')];
+  expect(servers.map(s => s.getAttribute('data-server'))).toEqual(['west']); // not this one
+  expect(servers[0].querySelector('a')!.getAttribute('href')).toBe('http://west:8888/');
+  const kernel = node.querySelector('[data-testid=eda-admin-server-kernel]')!;
+  expect([...kernel.querySelectorAll('td')].map(c => c.textContent)).toEqual([
+    'bob',
+    'kwwwwwww',
+    'busy',
+    '1.0 MiB',
+    '12%'
+  ]);
+});
+
+it('shows no servers section without a shared store', async () => {
+  const node = await open();
+  expect(node.querySelector('[data-testid=eda-admin-servers]')!.children.length).toBe(0);
+});

@@ -12,6 +12,7 @@ export type IAdminUsers = Schemas['AdminUsers'];
 export type IAdminUser = IAdminUsers['users'][number];
 
 export type IAdminKernel = IAdminUser['kernels'][number];
+export type IAdminServer = NonNullable<IAdminUsers['servers']>[number];
 
 export type IHistory = Schemas['History'];
 

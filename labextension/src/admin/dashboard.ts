@@ -9,7 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { h } from '../dom';
 import { formatBytes } from '../model';
-import { fetchAdminUsers, fetchHistory, IAdminKernel, IAdminUser, IHistory } from './api';
+import { fetchAdminUsers, fetchHistory, IAdminKernel, IAdminServer, IAdminUser, IHistory } from './api';
 import { lineChart, paletteColour } from './chart';
 
 type SortKey =
@@ -79,9 +79,11 @@ export class AdminDashboard extends Widget {
     refresh.addEventListener('click', () => void this._poll.refresh());
     this._table = h('table', { class: 'eda-Table eda-Admin-table', 'data-testid': 'eda-admin-table' });
     this._charts = h('div', { class: 'eda-Admin-charts' });
+    this._servers = h('div', { class: 'eda-Admin-servers', 'data-testid': 'eda-admin-servers' });
     this.node.append(
       h('div', { class: 'eda-Admin-header' }, h('h2', {}, 'Users and kernels'), refresh, this._status),
       this._table,
+      this._servers,
       h('h2', {}, 'Last hour'),
       this._charts
     );
@@ -107,6 +109,7 @@ export class AdminDashboard extends Widget {
     try {
       const [users, history] = await Promise.all([fetchAdminUsers(), fetchHistory(60, this._now())]);
       this._users = users.users;
+      this._renderServers(users.servers ?? []);
       this._status.textContent = `Updated ${new Date(this._now()).toLocaleTimeString()}`;
       this._renderTable();
       this._renderCharts(history);
@@ -220,6 +223,50 @@ export class AdminDashboard extends Widget {
     return list;
   }
 
+  /** The other servers on the shared admission store (docs/scaling.md): their live kernels,
+   * each server linked: its kernels' actions are taken there. */
+  private _renderServers(servers: IAdminServer[]): void {
+    const others = servers.filter(s => !s.this_server);
+    if (!others.length) {
+      this._servers.replaceChildren();
+      return;
+    }
+    const rows = others.flatMap(server => {
+      const link = h('a', { href: server.url, target: '_blank', rel: 'noopener' }, server.server);
+      const seen = new Date(server.published_at).toLocaleTimeString();
+      const kernels = server.kernels.length
+        ? server.kernels.map(k =>
+            h(
+              'tr',
+              { 'data-testid': 'eda-admin-server-kernel', 'data-server': server.server, 'data-kernel': k.kernel_id },
+              h('td', {}, k.user),
+              h('td', { class: 'eda-Mono', title: k.kernel_id }, k.kernel_id.slice(0, 8)),
+              h('td', {}, k.execution_state),
+              h('td', {}, formatSize(k.memory_bytes)),
+              h('td', {}, `${k.cpu_percent.toFixed(0)}%`)
+            )
+          )
+        : [h('tr', {}, h('td', { colspan: '5', class: 'eda-Empty' }, 'No kernels'))];
+      return [
+        h(
+          'tr',
+          { 'data-testid': 'eda-admin-server', 'data-server': server.server },
+          h('th', { colspan: '5', scope: 'rowgroup' }, link, ` (as of ${seen}; act on its kernels there)`)
+        ),
+        ...kernels
+      ];
+    });
+    const header = h(
+      'tr',
+      {},
+      ...['User', 'Kernel', 'State', 'Memory', 'CPU'].map(label => h('th', { scope: 'col' }, label))
+    );
+    this._servers.replaceChildren(
+      h('h2', {}, 'Other servers on the shared store'),
+      h('table', { class: 'eda-Table' }, h('thead', {}, header), h('tbody', {}, ...rows))
+    );
+  }
+
   private _renderCharts(history: IHistory): void {
     const first = history.users[0]?.points ?? [];
     // one colour per user in both charts
@@ -256,4 +303,5 @@ export class AdminDashboard extends Widget {
   private _status: HTMLElement;
   private _table: HTMLTableElement;
   private _charts: HTMLElement;
+  private _servers: HTMLElement;
 }

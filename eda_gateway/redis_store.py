@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from .store import Add, Hold, LeaseHold, Outcome, Step, StoreUnavailable, WindowAdd, WindowRead
+from .store import passed as _passed
 from .users import user_id
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,10 @@ class RedisStore:
                                           _text(entry) or None))
             else:
                 outcomes.append(LeaseHold(bool(passed), bool(new), int(count)))
-                if passed:
+        if len(outcomes) == len(steps) and all(map(_passed, outcomes)):
+            # leases kept (a refused run took them back): this server renews them
+            for step in steps:
+                if isinstance(step, Hold):
                     self._mine[(user, step.kernel_id)] = None
         return outcomes
 

@@ -25,6 +25,7 @@ c.EDARateLimiter.max_concurrent_executions = 2
 c.EDARateLimiter.refusal_flood_slow_after = 100  # every refusal answered at once
 c.EDAGateway.user_limits = {{"bob": {{"max_concurrent_executions": 1}}, "carol": {{"max_concurrent_executions": 1}}}}
 c.EDASandbox.max_execution_time = 120
+c.EDASandbox.max_disk_mb = 0  # a SIGKILLed server could not unmount its users' volumes
 c.EDAGateway.heartbeat_interval = 1
 c.EDATelemetry.interval = 0.5
 """

@@ -408,6 +408,7 @@ class EDAGateway(ExtensionApp):
             self.admission, self.ledger, self.kernel_manager, self.verdicts, self.sandbox, self.limits_for,
             self.sandbox_config.interrupt_grace, self.datasets_catalogue, self.max_output_bytes, self.log,
         )
+        self.mcp = self._mcp_service()
         # jupyter_server builds kernel websocket connections itself: what they use, in one object
         from .websocket import SETTINGS_KEY as CONNECTION_SERVICES, ConnectionServices
 
@@ -632,6 +633,7 @@ class EDAGateway(ExtensionApp):
         self._tasks.append(asyncio.create_task(self._cleanup_loop()))
         self._tasks.append(asyncio.create_task(self._cull_loop()))
         self._tasks.append(asyncio.create_task(self._refusal_summary_loop()))
+        self._tasks.append(asyncio.create_task(self.mcp.serve()))
         if hasattr(self.admission.store, "renew"):
             self._tasks.append(asyncio.create_task(self._lease_renewal_loop()))
         self._tasks.extend(self.sandbox.start_watchdog())
@@ -672,6 +674,8 @@ class EDAGateway(ExtensionApp):
             self.usage_recorder.flush()
         if getattr(self, "history", None) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.history.stop)
+        if getattr(self, "mcp", None) is not None:
+            self.mcp.stop()
         if getattr(self, "peers", None) is not None:
             try:  # leave the admin view now, not when the heartbeat expires
                 await asyncio.get_running_loop().run_in_executor(None, self.peers.withdraw)
@@ -698,6 +702,25 @@ class EDAGateway(ExtensionApp):
                 await self.kernel_manager.cull_idle()
             except Exception:
                 self.log.exception("eda_gateway: culling idle kernels failed")
+
+    def _mcp_service(self):
+        """The MCP endpoint's tools over the execution service (eda_gateway/agents.py)."""
+        from .agents import AgentTools
+        from .handlers.mcp import MCPService
+        from .handlers.ratelimit import render_status
+
+        def kernels_of(username: str) -> list[dict]:
+            km = self.kernel_manager
+            return [
+                {"kernel_id": kid, "name": km.get_kernel(kid).kernel_name,
+                 "execution_state": getattr(km.get_kernel(kid), "execution_state", None),
+                 "dataset_kernel": self.execution.kernels.manages(kid)}
+                for kid in km.kernels_of(username)
+            ]
+
+        tools = AgentTools(self.execution, self.datasets_catalogue, kernels_of, self.ownership.may_use_kernel,
+                           lambda username: render_status(self.admission.usage(username)))
+        return MCPService(tools, max_body_bytes=self.max_code_bytes + 64 * 1024)
 
     def _admission_store(self):
         """The budget's store: this server's memory, or Redis shared with other servers."""

@@ -311,6 +311,10 @@ class DatasetKernels:
     def kernel_of(self, username: str, dataset_id: str) -> ManagedKernel | None:
         return self._kernels.get((username, dataset_id))
 
+    def manages(self, kernel_id: str) -> bool:
+        """Whether ``kernel_id`` is a dataset kernel of this service (run through ``acquire``)."""
+        return any(m.kernel_id == kernel_id for m in self._kernels.values())
+
     async def acquire(self, username: str, dataset: Dataset) -> ManagedKernel:
         """The user's kernel for ``dataset``, started if there is none."""
         key = (username, dataset.id)
@@ -466,6 +470,7 @@ class ExecutionService:
         self.limits_for = limits_for
         self.interrupt_grace = interrupt_grace
         self.catalogue = catalogue
+        self.kernel_manager = kernel_manager
         self.runner = KernelRunner(kernel_manager, verdicts, sandbox, max_output_bytes, log)
         self.kernels = DatasetKernels(kernel_manager, self.runner, limits_for, log, server_work=sandbox.server_work)
 
@@ -517,6 +522,31 @@ class ExecutionService:
             result.outputs.insert(0, {"output_type": "stream", "name": "stderr", "text": managed.notice + "\n"})
             managed.notice = ""
         return result
+
+    async def run_in_kernel(self, username: str, kernel_id: str, code: str) -> RunResult:
+        """Run ``code`` in a kernel the caller already has (a notebook's): its variables are
+        the notebook's, its outputs reach the notebook too, under the same budget. The caller
+        must be allowed to use the kernel (Ownership). Raises KernelGone (no such kernel, or a
+        dataset kernel: those run through ``execute``), RunRefused."""
+        if kernel_id not in self.kernel_manager or self.kernels.manages(kernel_id):
+            raise KernelGone(kernel_id)
+        kernel = self.kernel_manager.get_kernel(kernel_id)
+        msg_id = uuid.uuid4().hex
+        decision = self.admission.admit(username, kernel_id, msg_id, "api")
+        if not decision.allowed:
+            raise RunRefused(decision)
+        reason = lease_ends.ABANDONED
+        client = kernel.client()
+        try:
+            client.start_channels()
+            request = self.runner.new_request(client, code, msg_id=msg_id)
+            deadline = self.limits_for(username).max_execution_time + self.interrupt_grace + 30
+            result = await self.runner.run(kernel_id, client, request, deadline)
+            reason = _LEDGER_REASONS.get(result.ended, lease_ends.ABANDONED)
+            return result
+        finally:
+            client.stop_channels()
+            self.ledger.finish(kernel_id, msg_id, reason)
 
     def close(self) -> None:
         self.kernels.close()

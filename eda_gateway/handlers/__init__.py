@@ -17,6 +17,7 @@ def all_handlers() -> list[tuple[str, type]]:
     from .admin import routes as admin_routes
     from .execute import CATCH_ALL
     from .execute import handlers as execute_handlers
+    from .mcp import routes as mcp_routes
     from .ratelimit import routes as ratelimit_routes
     from .stats import routes as stats_routes
 
@@ -26,6 +27,7 @@ def all_handlers() -> list[tuple[str, type]]:
     routes.extend(ratelimit_routes)
     routes.extend(stats_routes)
     routes.extend(admin_routes)
+    routes.extend(mcp_routes)
     if find_spec("jupyterlab_server"):  # lab extra installed: JupyterLab settings/workspaces per user
         routes.extend(import_module(".lab", __name__).routes)
     routes.append(CATCH_ALL)  # keep last: JSON 404 for unknown paths under API_PREFIX

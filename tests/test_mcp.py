@@ -29,8 +29,9 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def call(server, user: str | None, *steps, timeout: float = 120):
-    """Open an MCP session as ``user`` and run ``steps`` (``(tool, arguments)``); their results."""
+def in_session(server, user: str | None, work, timeout: float = 120):
+    """Open an MCP session as ``user`` (the SDK's client over streamable HTTP) and await
+    ``work(session)`` in it."""
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
@@ -39,19 +40,27 @@ def call(server, user: str | None, *steps, timeout: float = 120):
         headers = {"Authorization": f"token {server.tokens[user]}"} if user else {}
         async with create_mcp_http_client(headers=headers) as client, \
                 streamable_http_client(f"{server.base_url}/advanced-eda/mcp", http_client=client) as streams:
-            read, write = streams[0], streams[1]
-            async with ClientSession(read, write) as mcp:
+            async with ClientSession(streams[0], streams[1]) as mcp:
                 await mcp.initialize()
-                results = [await mcp.list_tools()]
-                for name, arguments in steps:
-                    results.append(await mcp.call_tool(name, arguments))
-                return results
+                return await work(mcp)
 
     async def bounded():
         with anyio.fail_after(timeout):
             return await session()
 
     return anyio.run(bounded)
+
+
+def call(server, user: str | None, *steps, timeout: float = 120):
+    """The tool list, then the results of ``steps`` (``(tool, arguments)``), in one session."""
+
+    async def work(mcp):
+        results = [await mcp.list_tools()]
+        for name, arguments in steps:
+            results.append(await mcp.call_tool(name, arguments))
+        return results
+
+    return in_session(server, user, work, timeout)
 
 
 def texts(result) -> str:
@@ -123,3 +132,18 @@ def test_no_token_is_refused(server):
     assert r.status_code == 403, r.text
     with pytest.raises(Exception):  # noqa: B017 (the SDK client surfaces the 403 as its own error)
         call(server, None, timeout=30)
+
+
+def test_a_long_run_reports_progress(server):
+    progress = []
+
+    async def work(mcp):
+        async def on_progress(done, total, message):
+            progress.append((done, message))
+
+        return await mcp.call_tool("run_code", {"dataset": "sales", "code": "import time; time.sleep(5); print('done')"},
+                                   progress_callback=on_progress)
+
+    result = in_session(server, "admin", work)
+    assert not result.is_error and "done" in texts(result)
+    assert progress and progress[0][1].startswith("running for")

@@ -68,7 +68,10 @@ class AgentTools:
 
         @server.tool(description="The datasets you may run code on (run_code's `dataset`).")
         def list_datasets() -> CallToolResult:
-            found = [{"id": d.id, "description": d.description} for d in self.catalogue.for_user(_caller())]
+            user = _caller()
+            found = [{"id": d.id, "description": d.description} for d in self.catalogue.for_user(user)]
+            if found:
+                self.execution.warm_up(user)  # a run on one of them is likely next
             return _facts({"datasets": found})
 
         @server.tool(description="Run Python `code` on your kernel for `dataset` (the data is loaded there). "

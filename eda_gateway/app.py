@@ -147,6 +147,12 @@ class EDAGateway(ExtensionApp):
         help="Datasets and who may use them: {'sales': {'path': '/data/sales.csv', "
         "'users': ['alice'], 'groups': ['analysts'], 'description': '...'}}.",
     )
+    warm_start = Bool(
+        True, config=True,
+        help="Keep one warm kernel per active user (started, confined and with pandas imported) for their "
+        "next run on a dataset not run on yet: the first result in well under a second instead of seconds. "
+        "It counts as one of their kernels (only started below max_kernels_per_user) and is culled when idle.",
+    )
     max_code_bytes = Int(1024 * 1024, config=True, help="Largest code body the REST execution API accepts.")
     max_output_bytes = Int(
         1024 * 1024,
@@ -408,6 +414,7 @@ class EDAGateway(ExtensionApp):
             self.admission, self.ledger, self.kernel_manager, self.verdicts, self.sandbox, self.limits_for,
             self.sandbox_config.interrupt_grace, self.datasets_catalogue, self.max_output_bytes, self.log,
         )
+        self.execution.kernels.warm_start = self.warm_start
         self.mcp = self._mcp_service()
         # jupyter_server builds kernel websocket connections itself: what they use, in one object
         from .websocket import SETTINGS_KEY as CONNECTION_SERVICES, ConnectionServices

@@ -35,6 +35,8 @@ from .verdicts import BACKGROUND_EXECUTION_TIMEOUT, ENDINGS, EXECUTION_TIMEOUT, 
 # Runs in the kernel after each (re)start. Names starting with _eda are removed.
 PRELOAD_CODE = """
 import os as _eda_os
+# a warm kernel was started before its dataset was known: its environment is set here
+_eda_os.environ.update(EDA_SOURCE_PATH={path!r}, EDA_SOURCE_ID={dataset_id!r})
 source_path = _eda_os.environ["EDA_SOURCE_PATH"]
 if {reader!r}:
     try:
@@ -281,11 +283,12 @@ class ManagedKernel:
     """A user's kernel for one dataset."""
 
     username: str
-    dataset: Dataset
+    dataset: Dataset | None  # None: a warm kernel, no dataset yet
     kernel_id: str
     client: object = None
     pid: int | None = None
     notice: str = ""  # told once, with the next result (e.g. df could not be loaded)
+    preloaded: bool = False  # the dataset is loaded in this process (a warm kernel's is not yet)
     expect_restart: bool = False  # the last run saw the process killed: wait for its successor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     drain: asyncio.Task | None = None  # reads (and drops) iopub between runs
@@ -306,14 +309,18 @@ class DatasetKernels:
         self.log = log
         self._kernels: dict[tuple[str, str], ManagedKernel] = {}
         self._start_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.warm_start = True  # EDAGateway.warm_start
+        self._warm: dict[str, ManagedKernel] = {}  # user -> a warm kernel, no dataset yet
+        self._warming: dict[str, asyncio.Future] = {}
         kernel_manager.listeners.append(self._on_kernel_event)
 
     def kernel_of(self, username: str, dataset_id: str) -> ManagedKernel | None:
         return self._kernels.get((username, dataset_id))
 
     def manages(self, kernel_id: str) -> bool:
-        """Whether ``kernel_id`` is a dataset kernel of this service (run through ``acquire``)."""
-        return any(m.kernel_id == kernel_id for m in self._kernels.values())
+        """Whether ``kernel_id`` is a dataset kernel of this service (run through ``acquire``),
+        or a warm one waiting for its dataset."""
+        return any(m.kernel_id == kernel_id for m in (*self._kernels.values(), *self._warm.values()))
 
     async def acquire(self, username: str, dataset: Dataset) -> ManagedKernel:
         """The user's kernel for ``dataset``, started if there is none."""
@@ -321,6 +328,17 @@ class DatasetKernels:
         async with self._start_locks.setdefault(key, asyncio.Lock()):
             managed = self._kernels.get(key)
             if managed is not None and managed.kernel_id in self.kernel_manager:
+                return managed
+            warming = self._warming.get(username)
+            if warming is not None:  # under way: sooner ready than a cold start begun now
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(warming), self.ready_timeout)
+            managed = self._take_warm(username, dataset)
+            if managed is not None:
+                self._kernels[key] = managed
+                self.log.info("eda_gateway: warm kernel %s of %s takes dataset %s", managed.kernel_id, username,
+                              dataset.id)
+                self.warm_up(username)  # the next new dataset finds one too
                 return managed
             try:
                 kernel_id = await self.kernel_manager.start_kernel(
@@ -334,6 +352,7 @@ class DatasetKernels:
             managed = ManagedKernel(username, dataset, kernel_id)
             self._kernels[key] = managed
             self.log.info("eda_gateway: started kernel %s for %s on dataset %s", kernel_id, username, dataset.id)
+            self.warm_up(username)
             return managed
 
     async def prepare(self, managed: ManagedKernel) -> None:
@@ -343,6 +362,8 @@ class DatasetKernels:
         kernel = await self._live_kernel(managed)
         pid = _kernel_pid(kernel)
         if managed.client is not None and pid == managed.pid:
+            if not managed.preloaded:  # a warm kernel, taken for this dataset
+                await self._preload(managed)
             return
         # New process (first start or any restart): a fresh client, then the preload.
         self._close_client(managed)
@@ -356,6 +377,49 @@ class DatasetKernels:
             raise KernelUnavailable(f"the dataset kernel did not start: {e}") from e
         managed.pid = pid
         await self._preload(managed)
+
+    # --- warm kernels: ready before their dataset is known -------------------------------
+
+    def warm_up(self, username: str) -> None:
+        """Have a warm kernel ready for ``username``'s next new dataset (in the background):
+        started and confined like any, imports done, counted in their kernels and memory.
+        Only while the user has room below max_kernels_per_user: a warm kernel never takes
+        the place of one they start themselves (and is idle with no client: reclaimed first)."""
+        if not self.warm_start or username in self._warm or username in self._warming:
+            return
+        if len(self.kernel_manager.kernels_of(username)) + 1 >= self.limits_for(username).max_kernels_per_user:
+            return
+        self._warming[username] = asyncio.ensure_future(self._start_warm(username))
+
+    async def _start_warm(self, username: str) -> None:
+        kernel_id = None
+        try:
+            kernel_id = await self.kernel_manager.start_kernel(eda_owner=username)
+            kernel = self.kernel_manager.get_kernel(kernel_id)
+            client = kernel.client()
+            client.start_channels()
+            await client.wait_for_ready(timeout=self.ready_timeout)
+            request = self.runner.new_request(client, WARM_UP_CODE, store_history=False)
+            with self.server_work(kernel_id):
+                await self.runner.run(kernel_id, client, request, self.limits_for(username).max_execution_time + 30)
+            warm = ManagedKernel(username, None, kernel_id, client=client, pid=_kernel_pid(kernel))
+            self.let_go(warm)  # drain its iopub while it waits
+            self._warm[username] = warm
+        except Exception as e:  # quota, disk, a failed start: the next run starts cold, as before
+            self.log.info("eda_gateway: no warm kernel for %s: %s", username, e)
+            if kernel_id is not None and kernel_id in self.kernel_manager:
+                with contextlib.suppress(Exception):
+                    await self.kernel_manager.shutdown_kernel(kernel_id, now=True)
+        finally:
+            self._warming.pop(username, None)
+
+    def _take_warm(self, username: str, dataset: Dataset) -> ManagedKernel | None:
+        warm = self._warm.pop(username, None)
+        if warm is None or warm.kernel_id not in self.kernel_manager:
+            return None
+        warm.dataset = dataset
+        warm.preloaded = False
+        return warm
 
     async def _live_kernel(self, managed: ManagedKernel):
         """The kernel, once it runs a process we may use.
@@ -391,12 +455,14 @@ class DatasetKernels:
             await asyncio.sleep(0.1)
 
     async def _preload(self, managed: ManagedKernel) -> None:
-        code = PRELOAD_CODE.format(reader=managed.dataset.dataframe_reader or "")
+        code = PRELOAD_CODE.format(reader=managed.dataset.dataframe_reader or "", path=managed.dataset.path,
+                                   dataset_id=managed.dataset.id)
         # store_history=False: the user's first cell is still [1]
         request = self.runner.new_request(managed.client, code, store_history=False)
         limits = self.limits_for(managed.username)
         with self.server_work(managed.kernel_id):  # bounded by the run's own deadline
             result = await self.runner.run(managed.kernel_id, managed.client, request, limits.max_execution_time + 30)
+        managed.preloaded = True  # tried: a failure is told once, in the notice
         if result.status != "ok":
             managed.notice = f"eda_gateway: preloading the dataset failed: {result.error['ename']}: {result.error['evalue']}"
             return
@@ -406,6 +472,10 @@ class DatasetKernels:
     def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
         if event != "stopped":
             return
+        for username, warm in list(self._warm.items()):
+            if warm.kernel_id == kernel_id:
+                self._close_client(warm)
+                del self._warm[username]
         for key, managed in list(self._kernels.items()):
             if managed.kernel_id == kernel_id:
                 self._close_client(managed)
@@ -446,9 +516,20 @@ class DatasetKernels:
             managed.pid = None
 
     def close(self) -> None:
-        for managed in self._kernels.values():
+        for managed in (*self._kernels.values(), *self._warm.values()):
             self._close_client(managed)
+        for task in self._warming.values():
+            task.cancel()
 
+
+# What a warm kernel does while it waits for a dataset: the imports dataset code starts with.
+WARM_UP_CODE = """
+try:
+    import pandas as _eda_pd, numpy as _eda_np
+    del _eda_pd, _eda_np
+except ImportError:
+    pass
+"""
 
 # How a run that got no reply ended, as the ledger names it.
 _LEDGER_REASONS = {None: lease_ends.REPLIED, "killed": lease_ends.KILLED, "died": lease_ends.KERNEL_DIED,
@@ -522,6 +603,10 @@ class ExecutionService:
             result.outputs.insert(0, {"output_type": "stream", "name": "stderr", "text": managed.notice + "\n"})
             managed.notice = ""
         return result
+
+    def warm_up(self, username: str) -> None:
+        """The user is about to run on a dataset (they listed them): have a warm kernel ready."""
+        self.kernels.warm_up(username)
 
     async def run_in_kernel(self, username: str, kernel_id: str, code: str) -> RunResult:
         """Run ``code`` in a kernel the caller already has (a notebook's): its variables are

@@ -100,6 +100,8 @@ class DatasetsHandler(EDAAPIHandler):
     @authorized
     def get(self):
         datasets = self.gateway.execution.catalogue.for_user(self.username)
+        if datasets:
+            self.gateway.execution.warm_up(self.username)  # a run on one of them is likely next
         self.finish(json.dumps({"datasets": [d.summary() for d in datasets]}))
 
 

@@ -65,9 +65,11 @@ class AgentTools:
 
     def _build(self) -> MCPServer:
         server = MCPServer("eda_gateway", instructions=INSTRUCTIONS)
+        # Every tool is a coroutine: the SDK runs plain functions in worker threads, and the
+        # services here belong to the server's event loop.
 
         @server.tool(description="The datasets you may run code on (run_code's `dataset`).")
-        def list_datasets() -> CallToolResult:
+        async def list_datasets() -> CallToolResult:
             user = _caller()
             found = [{"id": d.id, "description": d.description} for d in self.catalogue.for_user(user)]
             if found:
@@ -81,7 +83,7 @@ class AgentTools:
             return await self._run(ctx, lambda: self.execution.execute(user, dataset, code))
 
         @server.tool(description="Your running kernels (notebooks included): run_in_kernel's `kernel_id`.")
-        def list_kernels() -> CallToolResult:
+        async def list_kernels() -> CallToolResult:
             return _facts({"kernels": self.kernels_of(_caller())})
 
         @server.tool(description="Run Python `code` in one of your kernels (list_kernels), e.g. a notebook's: "
@@ -94,7 +96,7 @@ class AgentTools:
 
         @server.tool(description="Your execution budget now: executions left in the window, running "
                                  "executions, and seconds until you may run again when limited.")
-        def budget() -> CallToolResult:
+        async def budget() -> CallToolResult:
             return _facts(self.status_of(_caller()))
 
         return server

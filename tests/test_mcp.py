@@ -83,6 +83,8 @@ def test_alice_lists_datasets_and_gets_a_matplotlib_png_as_image_content(server)
     assert images and images[0].mime_type == "image/png"
     assert base64.b64decode(images[0].data).startswith(b"\x89PNG")
     assert "plotted" in texts(plot) and plot.structured_content["status"] == "ok"
+    # listing warmed a kernel up, and the first run on sales took it (EDAGateway.warm_start)
+    assert f"warm kernel {plot.structured_content['kernel_id']} of alice takes dataset sales" in server.log()
 
 
 def test_an_agent_works_in_the_analysts_notebook_kernel(server):

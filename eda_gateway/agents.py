@@ -63,6 +63,12 @@ class AgentTools:
         self.status_of = status_of  # rate-limit-status of a user
         self.server = self._build()
 
+    def on_request(self, user: str) -> None:
+        """An agent of ``user`` is talking to us (any MCP request, ``initialize`` first): a
+        run on a dataset is likely soon, so have a warm kernel ready by then."""
+        if self.catalogue.for_user(user):
+            self.execution.warm_up(user)
+
     def _build(self) -> MCPServer:
         server = MCPServer("eda_gateway", instructions=INSTRUCTIONS)
         # Every tool is a coroutine: the SDK runs plain functions in worker threads, and the
@@ -70,10 +76,8 @@ class AgentTools:
 
         @server.tool(description="The datasets you may run code on (run_code's `dataset`).")
         async def list_datasets() -> CallToolResult:
-            user = _caller()
+            user = _caller()  # (on_request has warmed a kernel up for them)
             found = [{"id": d.id, "description": d.description} for d in self.catalogue.for_user(user)]
-            if found:
-                self.execution.warm_up(user)  # a run on one of them is likely next
             return _facts({"datasets": found})
 
         @server.tool(description="Run Python `code` on your kernel for `dataset` (the data is loaded there). "

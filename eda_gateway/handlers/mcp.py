@@ -31,6 +31,7 @@ class MCPService:
     """The SDK's session manager for ``tools``, running while the server runs."""
 
     def __init__(self, tools: AgentTools, max_body_bytes: int) -> None:
+        self.tools = tools
         self.manager = StreamableHTTPSessionManager(
             app=tools.server._lowlevel_server,  # the MCPServer's protocol server: tools registered above
             stateless=True,
@@ -116,6 +117,7 @@ class MCPHandler(EDAAPIHandler):
                     with contextlib.suppress(Exception):  # the client left: the run goes on and ends
                         await self.flush()
 
+        service.tools.on_request(self.username)
         token = CALLER.set(self.username)
         try:
             await service.manager.handle_request(scope, receive, send)

@@ -149,3 +149,27 @@ def test_a_long_run_reports_progress(server):
     result = in_session(server, "admin", work)
     assert not result.is_error and "done" in texts(result)
     assert progress and progress[0][1].startswith("running for")
+
+
+def test_the_example_agent_runs_against_the_server(server):
+    """examples/mcp/agent.py, as docs/agents.md tells agent builders to start."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "mcp" / "agent.py"
+    done = subprocess.run([sys.executable, str(example), "--url", server.base_url, "--token", server.tokens["carol"],
+                           "--dataset", "secret", "--code", "int(df.x.sum()) + 41"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tools: list_datasets, run_code, list_kernels, run_in_kernel, budget" in done.stdout
+    assert "datasets: secret" in done.stdout and "\n42\n" in done.stdout, done.stdout
+
+
+def test_the_example_client_config_names_this_endpoint():
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[1] / "examples" / "mcp" / "mcp.json").read_text())
+    entry = config["mcpServers"]["eda_gateway"]
+    assert entry["url"].endswith("/advanced-eda/mcp") and entry["headers"]["Authorization"].startswith("token ")

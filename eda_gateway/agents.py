@@ -171,6 +171,8 @@ def run_result(result: RunResult) -> CallToolResult:
                                             mime_type="image/png"))
             elif "text/plain" in data:
                 content.append(TextContent(type="text", text=str(data["text/plain"])))
+            elif "text/html" in data:  # nothing plainer: the HTML, which models read too
+                content.append(TextContent(type="text", text=str(data["text/html"])))
         elif kind == "error":
             traceback = "\n".join(_ANSI.sub("", line) for line in output.get("traceback", []))
             content.append(TextContent(type="text", text=traceback or f"{output.get('ename')}: {output.get('evalue')}"))

@@ -8,8 +8,9 @@ import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { IEditorServices } from '@jupyterlab/codeeditor';
 import { IConsoleTracker } from '@jupyterlab/console';
 import { PageConfig } from '@jupyterlab/coreutils';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
@@ -17,6 +18,7 @@ import { Token } from '@lumino/coreutils';
 
 import { adminPlugin } from './admin/plugin';
 import { fetchJSON } from './api';
+import { KernelUsageItem, KernelUsageSection } from './kernelusage';
 import { IChannel, ResourceModel } from './model';
 import { ResourceMonitor } from './monitor';
 import { notifyVerdicts } from './notify';
@@ -180,4 +182,31 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [modelPlugin, uiPlugin, adminPlugin];
+/** Memory and CPU of each kernel: the notebook toolbar and JupyterLab's Running panel. */
+const kernelUsagePlugin: JupyterFrontEndPlugin<void> = {
+  id: 'eda-gateway:kernel-usage',
+  description: "Each kernel's memory and CPU against its limits, in the notebook toolbar and the Running panel.",
+  autoStart: true,
+  requires: [IResourceModel],
+  optional: [IRunningSessionManagers],
+  activate: (app: JupyterFrontEnd, model: ResourceModel, running: IRunningSessionManagers | null): void => {
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (panel: NotebookPanel) => {
+        const item = new KernelUsageItem(model, () => panel.sessionContext.session?.kernel?.id);
+        panel.sessionContext.kernelChanged.connect(() => item.update());
+        panel.toolbar.insertItem(10, 'eda-kernel-usage', item);
+        return item;
+      }
+    });
+    running?.add(
+      new KernelUsageSection(
+        model,
+        app.serviceManager.sessions,
+        kernelId => app.serviceManager.kernels.shutdown(kernelId),
+        () => gaugeIcon
+      )
+    );
+  }
+};
+
+export default [modelPlugin, uiPlugin, adminPlugin, kernelUsagePlugin];

@@ -126,7 +126,15 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
 
     const monitor = new ResourceMonitor({
       model,
-      openRunner: () => void commands.execute(CommandIDs.openRunner)
+      openRunner: () => void commands.execute(CommandIDs.openRunner),
+      nameOf: kernelId => {
+        for (const session of app.serviceManager.sessions.running()) {
+          if (session.kernel?.id === kernelId) {
+            return session.path.split('/').pop() || session.path;
+          }
+        }
+        return null;
+      }
     });
     monitor.id = MONITOR_ID;
     monitor.title.icon = gaugeIcon;

@@ -7,7 +7,7 @@ import { Message } from '@lumino/messaging';
 import { h, Meter, shareLevel } from './dom';
 import { dailyWords, formatBytes, formatDuration, ResourceModel } from './model';
 import { TickingModelWidget } from './ticking';
-import { IKernelStats } from './types';
+import { IActiveExecution, IKernelStats } from './types';
 
 export const LEVEL_LABELS: Record<string, string> = {
   normal: 'Normal',
@@ -21,6 +21,8 @@ export interface IMonitorOptions {
   compact?: boolean;
   /** Shown as a button in the full view when given. */
   openRunner?: () => void;
+  /** What the user calls a kernel: its notebook's (or console's) name, when a session says. */
+  nameOf?: (kernelId: string) => string | null;
 }
 
 export class ResourceMonitor extends TickingModelWidget {
@@ -28,6 +30,7 @@ export class ResourceMonitor extends TickingModelWidget {
     super(options.model);
     this._model = options.model;
     this._compact = !!options.compact;
+    this._nameOf = options.nameOf ?? (() => null);
     this.addClass('eda-Monitor');
     this.toggleClass('eda-Monitor-compact', this._compact);
     this.node.setAttribute('data-testid', this._compact ? 'eda-monitor-compact' : 'eda-monitor');
@@ -71,15 +74,15 @@ export class ResourceMonitor extends TickingModelWidget {
       this._details = h(
         'details',
         { class: 'eda-Details', 'data-testid': 'eda-details' },
-        h('summary', {}, 'Details: kernels and server'),
-        h('h3', {}, 'Kernels'),
+        h('summary', {}, 'Details: your kernels and this server'),
+        h('h3', {}, 'Your kernels'),
         this._kernels,
         this._users,
-        h('h3', {}, 'Server'),
+        h('h3', {}, 'This server (all users)'),
         this._system
       );
       this._details.open = true;
-      this.node.append(h('h3', {}, 'Active executions'), this._active, this._session, this._details);
+      this.node.append(h('h3', {}, 'Your executions'), this._active, this._session, this._details);
       if (options.openRunner) {
         const runner = h('button', { class: 'eda-Button', type: 'button' }, 'Open EDA Runner');
         runner.addEventListener('click', options.openRunner);
@@ -154,24 +157,36 @@ export class ResourceMonitor extends TickingModelWidget {
 
   private _renderActive(now: number): void {
     const list = this._active!;
-    const executions = this._model.status?.active_executions ?? [];
-    list.replaceChildren(
-      ...(executions.length
-        ? executions.map(e =>
-            h(
-              'li',
-              { class: 'eda-Execution', 'data-testid': 'eda-active-execution' },
-              h('span', { class: 'eda-Mono' }, shortId(e.kernel_id)),
-              ` · ${e.source} · `,
-              h(
-                'span',
-                { class: 'eda-Duration', 'data-testid': 'eda-execution-duration' },
-                formatDuration(this._model.durationOf(e, now))
-              )
-            )
-          )
-        : [h('li', { class: 'eda-Empty' }, 'Nothing running')])
-    );
+    // One row per kernel, named as the user knows it: what it runs now, and the cells queued
+    // behind it ("Run All" of 20 cells is one row, "19 queued").
+    const byKernel = new Map<string, IActiveExecution[]>();
+    for (const e of this._model.status?.active_executions ?? []) {
+      byKernel.set(e.kernel_id, [...(byKernel.get(e.kernel_id) ?? []), e]);
+    }
+    const rows = [...byKernel.entries()].map(([kernelId, group]) => {
+      const head = group.reduce((a, b) => (Date.parse(a.started_at) <= Date.parse(b.started_at) ? a : b));
+      const queued = group.length - 1;
+      const name = this._nameOf(kernelId) ?? (head.source === 'api' ? 'EDA Runner' : `kernel ${shortId(kernelId)}`);
+      return h(
+        'li',
+        {
+          class: 'eda-Execution',
+          'data-testid': 'eda-active-execution',
+          'data-kernel': kernelId,
+          'data-queued': String(queued),
+          title: `kernel ${kernelId}`
+        },
+        h('span', { class: 'eda-Execution-name' }, name),
+        ` · ${head.source} · running `,
+        h(
+          'span',
+          { class: 'eda-Duration', 'data-testid': 'eda-execution-duration' },
+          formatDuration(this._model.durationOf(head, now))
+        ),
+        queued ? h('span', { class: 'eda-Queued', 'data-testid': 'eda-queued' }, `, ${queued} queued`) : ''
+      );
+    });
+    list.replaceChildren(...(rows.length ? rows : [h('li', { class: 'eda-Empty' }, 'Nothing running')]));
   }
 
   private _renderKernels(): void {
@@ -234,8 +249,8 @@ export class ResourceMonitor extends TickingModelWidget {
         `${formatBytes(stats.memory.used)} / ${formatBytes(stats.memory.total)} (${stats.memory.percent.toFixed(0)}%)`
       ],
       ['Active users', String(stats.active_users)],
-      ['Active kernels', String(stats.active_kernels)],
-      ['Running executions', String(stats.active_executions)],
+      ['Active kernels (all users)', String(stats.active_kernels)],
+      ['Running executions (all users)', String(stats.active_executions)],
       ['Enforcement', stats.enforcement],
       ['Updated', new Date(this._model.takenAt).toLocaleTimeString()]
     ];
@@ -244,6 +259,7 @@ export class ResourceMonitor extends TickingModelWidget {
 
   private _model: ResourceModel;
   private _compact: boolean;
+  private _nameOf: (kernelId: string) => string | null;
   private _badge: HTMLElement;
   private _executions: Meter;
   private _concurrent: Meter;

@@ -178,3 +178,30 @@ it('opens the runner from its footer button when it can', async () => {
   button.click();
   expect(opened).toBe(1);
 });
+
+it('shows one row per kernel, named by its notebook, with the cells queued behind it', async () => {
+  server.current = status({
+    active_executions: [
+      { kernel_id: 'k1', source: 'notebook', started_at: '2026-11-28T01:02:05Z', duration_seconds: 0.5 },
+      { kernel_id: 'k1', source: 'notebook', started_at: '2026-11-28T01:02:03Z', duration_seconds: 2.5 },
+      { kernel_id: 'k1', source: 'notebook', started_at: '2026-11-28T01:02:06Z', duration_seconds: 0 },
+      { kernel_id: 'k2', source: 'api', started_at: '2026-11-28T01:02:04Z', duration_seconds: 1.5 }
+    ]
+  });
+  monitor = attach(new ResourceMonitor({ model, nameOf: id => (id === 'k1' ? 'Sales.ipynb' : null) }));
+  await refreshed(model);
+  const rows = [...monitor.node.querySelectorAll('[data-testid=eda-active-execution]')] as HTMLElement[];
+  expect(rows.map(r => r.textContent)).toEqual([
+    'Sales.ipynb · notebook · running 2 s, 2 queued',
+    'EDA Runner · api · running 1 s'
+  ]);
+  expect(rows[0].title).toBe('kernel k1');
+  expect(rows[0].dataset.queued).toBe('2');
+});
+
+it('says which figures are the server-wide ones', async () => {
+  const node = open();
+  await refreshed(model);
+  expect(node.textContent).toContain('This server (all users)');
+  expect(text(node, 'eda-system')).toContain('Running executions (all users)');
+});

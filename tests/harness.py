@@ -135,7 +135,16 @@ class GatewayServer:
             identity = MULTI_USER_CONFIG.format(tokens=self.tokens)
         self.config_path.write_text(identity + text + "\n" + self.extra_config)
 
-    def start(self, timeout: float = 60) -> GatewayServer:
+    def start(self, timeout: float = 60, attempts: int = 3) -> GatewayServer:
+        """Start on a free port; if another process took the port meanwhile (parallel tests
+        pick ports the same way), start again on another."""
+        for attempt in range(attempts):
+            if self._start_once(timeout):
+                return self
+            self.port = free_port()  # the port was taken between free_port() and our bind
+        raise RuntimeError(f"server could not bind a free port in {attempts} attempts:\n{self.log()}")
+
+    def _start_once(self, timeout: float) -> bool:
         if not _servers_allowed["allowed"]:
             raise RuntimeError(f"{_servers_allowed['test']} starts a server process but is not marked e2e: "
                                "mark it (or its module) with pytest.mark.e2e, or test in process (jp_fetch)")
@@ -153,13 +162,18 @@ class GatewayServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # our server, not another one on a reused port: it writes this file once it listens
+        listening = self.runtime_dir / f"jpserver-{self.proc.pid}.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "is not available" in self.log() or "already in use" in self.log():
+                    self._log.close()
+                    return False
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.base_url + "/api", timeout=1).status_code == 200:
-                    return self
+                if listening.exists() and requests.get(self.base_url + "/api", timeout=1).status_code == 200:
+                    return True
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)

@@ -31,6 +31,10 @@ PASSWORD = "hub-test-password"  # the examples' DummyAuthenticator password, set
 PROXY = REPO / ".venv" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
+class _Exited(Exception):
+    """The Hub process ended while starting."""
+
+
 class Hub:
     """``jupyterhub -f examples/jupyterhub/<example>/jupyterhub_config.py`` in ``tmp``."""
 
@@ -38,6 +42,12 @@ class Hub:
         self.tmp = tmp
         self.state = tmp / "hub-state"
         self.config = EXAMPLES / example / "jupyterhub_config.py"
+        self._extra_env = env or {}
+        self._pick_ports()
+        self.log_path = tmp / "hub.log"
+        self.proc: subprocess.Popen | None = None
+
+    def _pick_ports(self) -> None:
         self.port = free_port()
         self.env = {
             "EDA_HUB_STATE": str(self.state),
@@ -46,17 +56,26 @@ class Hub:
             "EDA_HUB_PROXY_API_PORT": str(free_port()),
             "EDA_SERVICE_PORT": str(free_port()),
             "EDA_HUB_PASSWORD": PASSWORD,
-            **(env or {}),
+            **self._extra_env,
         }
-        self.log_path = tmp / "hub.log"
-        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_path: str = "/hub/api/", timeout: float = 90) -> Hub:
-        """Start, and wait until ``ready_path`` (through the proxy) answers 200."""
+    def start(self, ready_path: str = "/hub/api/", timeout: float = 90, attempts: int = 3) -> Hub:
+        """Start, and wait until ``ready_path`` (through the proxy) answers 200; if the Hub
+        exits at once (a port taken meanwhile by another test's process), on other ports."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(ready_path, timeout)
+            except _Exited:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"jupyterhub exited {attempts} times:\n{self.log()}") from None
+                self._pick_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, ready_path: str, timeout: float) -> Hub:
         if not harness._servers_allowed["allowed"]:
             raise RuntimeError(f"{harness._servers_allowed['test']} starts a Hub but is not marked e2e")
         if not PROXY.exists():
@@ -71,7 +90,8 @@ class Hub:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited {self.proc.returncode}:\n{self.log()}")
+                self._log.close()
+                raise _Exited()
             try:
                 if requests.get(self.url + ready_path, timeout=2).status_code == 200:
                     return self

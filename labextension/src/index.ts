@@ -8,7 +8,7 @@ import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { IEditorServices } from '@jupyterlab/codeeditor';
 import { IConsoleTracker } from '@jupyterlab/console';
 import { PageConfig } from '@jupyterlab/coreutils';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookCellExecutor, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -20,6 +20,7 @@ import { adminPlugin } from './admin/plugin';
 import { fetchJSON } from './api';
 import { KernelUsageItem, KernelUsageSection } from './kernelusage';
 import { IChannel, ResourceModel } from './model';
+import { precheckedExecutor, precheckModel } from './precheck';
 import { ResourceMonitor } from './monitor';
 import { notifyVerdicts } from './notify';
 import { RunnerPanel } from './runner';
@@ -101,6 +102,7 @@ const modelPlugin: JupyterFrontEndPlugin<ResourceModel> = {
           .catch(reason => console.warn('eda-gateway: settings not loaded', reason))
       : Promise.resolve();
     void Promise.all([app.restored, settingsLoaded]).then(() => model.start());
+    precheckModel.current = model; // the notebook pre-check reads it when a cell runs
     return model;
   }
 };
@@ -217,4 +219,13 @@ const kernelUsagePlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [modelPlugin, uiPlugin, adminPlugin, kernelUsagePlugin];
+/** Cells run through the pre-check (precheck.ts), which hands them to JupyterLab's own runCell. */
+const cellExecutorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = {
+  id: 'eda-gateway:cell-executor',
+  description: 'Refuses a cell at once while the budget is known to be spent; the server still decides.',
+  autoStart: true,
+  provides: INotebookCellExecutor,
+  activate: (): INotebookCellExecutor => precheckedExecutor
+};
+
+export default [modelPlugin, uiPlugin, adminPlugin, kernelUsagePlugin, cellExecutorPlugin];

@@ -124,11 +124,14 @@ def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(noteboo
     expect(item).to_contain_text("Limited")
     expect(item).to_have_attribute("data-level", "limited")
     run_cell(notebook, "4")
+    # the notebook's pre-check refuses it at once, unsent (the server's own refusal in a cell:
+    # tests/browser/test_precheck.py)
     refused = notebook.locator(".jp-Notebook .jp-Cell").nth(-2)  # Shift+Enter added a new last cell
-    expect(refused.locator(".jp-OutputArea-output")).to_contain_text("RateLimitExceeded", timeout=10_000)
+    expect(refused.locator(".jp-InputPrompt")).to_have_text("[ ]:")
     toast = notebook.locator(".Toastify__toast").filter(has_text="Execution refused")
     expect(toast).to_be_visible(timeout=10_000)
     expect(toast).to_contain_text("rate limit")
+    expect(toast).to_contain_text("Not sent")
 
     # the countdown in the status bar follows the page's clock, between polls
     expect(item).to_contain_text(re.compile(r"Limited \(\d+ s\)"))

@@ -1,0 +1,66 @@
+"""The notebook pre-check (labextension/src/precheck.ts) in real chromium: while the budget is
+spent a cell is refused at once, without a request, and runs are sent again as soon as the
+window frees on the page's clock (Playwright's clock), without a reload."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from lab_ui import LIMIT
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = {
+    "type": "notebook",
+    "content": {
+        "cells": [],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    },
+}
+
+
+STATUS_REQUESTS = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
+
+
+def run_cell(page, code: str) -> None:
+    editor = page.locator(".jp-Notebook .jp-Cell").last.locator(".cm-content")
+    editor.click()
+    page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")
+
+
+def test_a_spent_budget_refuses_a_cell_at_once_and_frees_with_the_window(lab, open_lab, fresh_user):
+    name = f"{fresh_user}-precheck.ipynb"
+    assert lab.put(f"/api/contents/{name}", fresh_user, json=NOTEBOOK).status_code in (200, 201)
+    page = open_lab(fresh_user, f"/lab/tree/{name}")
+    expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
+    for i in range(LIMIT):
+        run_cell(page, f"{i} + 100")
+        expect(page.locator(".jp-OutputArea-output").nth(i)).to_contain_text(str(i + 100), timeout=30_000)
+    status = page.locator("[data-testid='eda-status-item']")
+    expect(status).to_have_attribute("data-level", "limited", timeout=10_000)
+
+    run_cell(page, "'not sent'")
+    toast = page.locator(".Toastify__toast").filter(has_text="Not sent: your execution budget is spent")
+    expect(toast).to_be_visible(timeout=5_000)
+    refused = page.locator(".jp-Notebook .jp-CodeCell").nth(LIMIT)
+    expect(refused.locator(".jp-InputPrompt")).to_have_text("[ ]:")  # never queued, never run
+    # no request reached the server: its count of refusals for this user is still 0
+    users = {u["user"]: u for u in lab.get("/advanced-eda/api/admin/users", "admin1").json()["users"]}
+    assert sum(users[fresh_user]["refusals"].values()) == 0, users[fresh_user]
+    assert lab.get("/advanced-eda/api/rate-limit-status", fresh_user).json()["executions_in_window"] == LIMIT
+
+    # the window frees (on the page's clock): the next cell is sent again, without a reload.
+    # Status answers fail meanwhile: the server's window (real time) is still full, and its
+    # answer would put the page back to "limited"; so the server refuses this one itself.
+    page.route(STATUS_REQUESTS, lambda route: route.abort())
+    page.clock.fast_forward("01:05")
+    expect(status).not_to_have_attribute("title", re.compile("Run again in"), timeout=10_000)  # the wait is over
+    run_cell(page, "'sent'")
+    sent = page.locator(".jp-Notebook .jp-CodeCell").nth(LIMIT + 1)
+    expect(sent.locator(".jp-OutputArea-output")).to_contain_text("RateLimitExceeded", timeout=10_000)
+    page.unroute(STATUS_REQUESTS)

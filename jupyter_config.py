@@ -47,6 +47,9 @@ if _demo_root:
     c.ServerApp.root_dir = _demo_root
 _demo_state = os.environ.get("EDA_DEMO_STATE")
 if _demo_state:
+    # managed-deployment defaults for JupyterLab (scripts/demo.sh writes overrides.json there):
+    # no "get notified about official Jupyter news?" prompt for every user
+    c.LabApp.app_settings_dir = os.path.join(_demo_state, "lab-app-settings")
     # all of the demo's state in its folder: another server on this host keeps its own
     # (the history and disk images follow JUPYTER_DATA_DIR, which scripts/demo.sh sets)
     c.EDAGateway.workspace_root = os.path.join(_demo_state, "workspaces")

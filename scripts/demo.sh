@@ -23,6 +23,12 @@ with open(sys.argv[1], "w", newline="") as f:
 PY
 fi
 
+# JupyterLab defaults of a managed deployment (jupyter_config.py points LabApp.app_settings_dir here)
+mkdir -p "$DEMO/state/lab-app-settings"
+cat > "$DEMO/state/lab-app-settings/overrides.json" <<'JSON'
+{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}
+JSON
+
 PORT=${EDA_DEMO_PORT:-8888}
 cat <<MSG
 

@@ -231,3 +231,13 @@ it('shows no servers section without a shared store', async () => {
   const node = await open();
   expect(node.querySelector('[data-testid=eda-admin-servers]')!.children.length).toBe(0);
 });
+
+it('names a kernel by its notebook where a session says, its id on hover', async () => {
+  dashboard = attach(
+    new AdminDashboard({ now: clock.now, nameOf: id => (id === KERNEL.kernel_id ? 'Sales.ipynb' : null) })
+  );
+  await clock.advance(0);
+  const kernel = dashboard.node.querySelector(`[data-kernel=${KERNEL.kernel_id}] span`)!;
+  expect(kernel.textContent).toBe('Sales.ipynb');
+  expect(kernel.getAttribute('title')).toBe(`kernel ${KERNEL.kernel_id}`);
+});

@@ -66,12 +66,15 @@ function sortValue(user: IAdminUser, key: SortKey): number | string {
 export interface IAdminDashboardOptions {
   /** Wall clock in ms (tests move it by hand). */
   now?: () => number;
+  /** What a kernel is called: its notebook's (or console's) name, when a session says. */
+  nameOf?: (kernelId: string) => string | null;
 }
 
 export class AdminDashboard extends Widget {
   constructor(options: IAdminDashboardOptions = {}) {
     super();
     this._now = options.now ?? (() => Date.now());
+    this._nameOf = options.nameOf ?? (() => null);
     this.addClass('eda-Admin');
     this.node.dataset.testid = 'eda-admin-dashboard';
     this._status = h('div', { class: 'eda-Admin-status', role: 'status' });
@@ -212,7 +215,11 @@ export class AdminDashboard extends Widget {
         h(
           'li',
           { 'data-kernel': k.kernel_id },
-          h('span', { class: 'eda-Mono', title: k.kernel_id }, k.kernel_id.slice(0, 8)),
+          h(
+            'span',
+            { class: this._nameOf(k.kernel_id) ? '' : 'eda-Mono', title: `kernel ${k.kernel_id}` },
+            this._nameOf(k.kernel_id) ?? k.kernel_id.slice(0, 8)
+          ),
           ` ${k.execution_state ?? ''} `,
           act('Interrupt', () => KernelAPI.interruptKernel(k.kernel_id)),
           act('Restart', () => KernelAPI.restartKernel(k.kernel_id), true),
@@ -296,6 +303,7 @@ export class AdminDashboard extends Widget {
   }
 
   private _now: () => number;
+  private _nameOf: (kernelId: string) => string | null;
   private _poll: Poll;
   private _users: IAdminUser[] = [];
   private _sortKey: SortKey = 'user';

@@ -32,7 +32,15 @@ export const adminPlugin: JupyterFrontEndPlugin<void> = {
       caption: 'Every user, their kernels and usage over time',
       execute: () => {
         if (!widget || widget.isDisposed) {
-          widget = new MainAreaWidget({ content: new AdminDashboard() });
+          const nameOf = (kernelId: string): string | null => {
+            for (const session of app.serviceManager.sessions.running()) {
+              if (session.kernel?.id === kernelId) {
+                return session.path.split('/').pop() || session.path;
+              }
+            }
+            return null;
+          };
+          widget = new MainAreaWidget({ content: new AdminDashboard({ nameOf }) });
           widget.id = 'eda-admin-dashboard';
           widget.title.label = 'EDA Admin';
           widget.title.closable = true;

@@ -338,7 +338,6 @@ class DatasetKernels:
                 self._kernels[key] = managed
                 self.log.info("eda_gateway: warm kernel %s of %s takes dataset %s", managed.kernel_id, username,
                               dataset.id)
-                self.warm_up(username)  # the next new dataset finds one too
                 return managed
             try:
                 kernel_id = await self.kernel_manager.start_kernel(
@@ -352,7 +351,6 @@ class DatasetKernels:
             managed = ManagedKernel(username, dataset, kernel_id)
             self._kernels[key] = managed
             self.log.info("eda_gateway: started kernel %s for %s on dataset %s", kernel_id, username, dataset.id)
-            self.warm_up(username)
             return managed
 
     async def prepare(self, managed: ManagedKernel) -> None:
@@ -588,6 +586,8 @@ class ExecutionService:
                     self.kernels.let_go(managed)
         finally:
             self.ledger.finish(kernel_id, msg_id, reason)
+            # after the run, not beside it: a warm kernel starting takes CPU this run needs
+            self.kernels.warm_up(username)
 
     async def _run_held(self, managed: ManagedKernel, username: str, code: str, msg_id: str) -> RunResult:
         """One run on the dataset kernel; ``managed.lock`` held."""

@@ -442,10 +442,19 @@ class EDAGateway(ExtensionApp):
         """SIGINT stops the server as SIGTERM does, with its clean-up (kernels, cgroups, disk
         volumes). Without a terminal jupyter_server leaves SIGINT to Python, whose
         KeyboardInterrupt ends the process at once; and JupyterHub stops its services and
-        spawned servers with SIGINT."""
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            signal.signal(signal.SIGINT, self.serverapp._signal_stop)
+        spawned servers with SIGINT. Set when the server starts as a program (``start_app``),
+        never for a server embedded in another process (tests, pytest-jupyter): its Ctrl-C
+        stays its own."""
+        serverapp = self.serverapp
+        start_app = serverapp.start_app
+
+        def start_app_stopping_on_sigint() -> None:
+            start_app()
+            if (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+                signal.signal(signal.SIGINT, serverapp._signal_stop)
+
+        serverapp.start_app = start_app_stopping_on_sigint
 
     def _claim(self, lock_path: str, setting: str) -> None:
         """This server's alone while it runs (eda_gateway/claims.py); refuse to start otherwise."""

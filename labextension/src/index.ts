@@ -10,6 +10,7 @@ import { IConsoleTracker } from '@jupyterlab/console';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { INotebookCellExecutor, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ILauncher } from '@jupyterlab/launcher';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -26,6 +27,7 @@ import { notifyVerdicts } from './notify';
 import { RunnerPanel } from './runner';
 import { StatusItem } from './statusbar';
 import { watchTracker } from './watch';
+import { welcomeLabel } from './welcome';
 
 export { ResourceModel, levelOf, formatDuration } from './model';
 
@@ -37,6 +39,7 @@ export const IResourceModel = new Token<ResourceModel>(
 export const CommandIDs = {
   openMonitor: 'eda-gateway:open-monitor',
   openRunner: 'eda-gateway:open-runner',
+  welcome: 'eda-gateway:welcome',
   refresh: 'eda-gateway:refresh'
 };
 
@@ -113,7 +116,7 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Resource Monitor sidebar, status bar item and EDA Runner panel.',
   autoStart: true,
   requires: [IResourceModel, IRenderMimeRegistry, IEditorServices],
-  optional: [IStatusBar, ICommandPalette, ILayoutRestorer],
+  optional: [IStatusBar, ICommandPalette, ILayoutRestorer, ILauncher],
   activate: (
     app: JupyterFrontEnd,
     model: ResourceModel,
@@ -121,7 +124,8 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
     editorServices: IEditorServices,
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    launcher: ILauncher | null
   ): void => {
     const { commands, shell } = app;
     const category = 'EDA Gateway';
@@ -176,8 +180,19 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
       label: 'Refresh Resource Monitor',
       execute: () => model.refresh()
     });
-    for (const command of Object.values(CommandIDs)) {
+    for (const command of [CommandIDs.openMonitor, CommandIDs.openRunner, CommandIDs.refresh]) {
       palette?.addItem({ command, category });
+    }
+
+    if (launcher) {
+      commands.addCommand(CommandIDs.welcome, {
+        label: () => welcomeLabel(model),
+        caption: 'Open the Resource Monitor: your budget, kernels and limits',
+        icon: gaugeIcon,
+        execute: () => shell.activateById(MONITOR_ID)
+      });
+      model.changed.connect(() => commands.notifyCommandChanged(CommandIDs.welcome));
+      launcher.add({ command: CommandIDs.welcome, category: 'EDA Gateway', rank: 0 });
     }
 
     if (statusBar) {

@@ -95,11 +95,14 @@ def test_usage_is_measured_and_busy_executions_are_counted(observed):
     kernel = kernel_in_stats(observed, "carol", kid)
     wait_for(lambda: kernel_in_stats(observed, "carol", kid)["memory_bytes"] > 80 << 20,
              timeout=10, what="80 MiB block seen in memory_bytes")
-    msg_id = kc.execute("import time\nt = time.time()\nwhile time.time() - t < 4: pass")
+    # busy until interrupted (the 30 s limit is far): the checks below see it running however
+    # slowly a loaded machine samples
+    msg_id = kc.execute("import time\nt = time.time()\nwhile time.time() - t < 25: pass")
     busy = kernel_in_stats(observed, "carol", kid, execution_state="busy")
     wait_for(lambda: kernel_in_stats(observed, "carol", kid)["cpu_percent"] > 10,
-             timeout=10, what="busy loop seen in cpu_percent")
+             timeout=20, what="busy loop seen in cpu_percent")
     assert stats(observed, "admin")["active_executions"] >= 1
+    assert observed.post(f"/api/kernels/{kid}/interrupt", "carol").status_code == 204
     kc.collect(msg_id, timeout=60)
     kc.close()
     assert busy["pid"] == kernel["pid"]

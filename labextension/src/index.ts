@@ -139,7 +139,7 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
             return session.path.split('/').pop() || session.path;
           }
         }
-        return null;
+        return model.kernelLabel(kernelId); // e.g. "EDA Runner: sales"
       }
     });
     monitor.id = MONITOR_ID;

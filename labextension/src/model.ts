@@ -108,6 +108,8 @@ export interface IModelOptions {
 }
 
 export class ResourceModel implements IDisposable {
+  private _kernelLabels = new Map<string, string>();
+
   constructor(options: IModelOptions) {
     this._fetchJSON = options.fetchJSON;
     this._now = options.now ?? (() => Date.now());
@@ -252,6 +254,16 @@ export class ResourceModel implements IDisposable {
    */
   refreshSoon(): void {
     void this._soon.invoke();
+  }
+
+  /** What this page calls a kernel it ran code on without a notebook (the EDA Runner's
+   * "EDA Runner: sales"), for the monitor's rows; null when it knows no name. */
+  kernelLabel(kernelId: string): string | null {
+    return this._kernelLabels.get(kernelId) ?? null;
+  }
+
+  labelKernel(kernelId: string, label: string): void {
+    this._kernelLabels.set(kernelId, label);
   }
 
   /** Report a refusal/stop seen in this tab; other tabs hear of it too. */

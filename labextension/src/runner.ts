@@ -149,6 +149,7 @@ export class RunnerPanel extends Panel {
     this._model.refreshSoon();
     try {
       const result = await executeCustomCode(source, this._editorModel.sharedModel.getSource());
+      this._model.labelKernel(result.kernel_id, `EDA Runner: ${source}`); // the monitor's name for it
       this._showOutputs(result.outputs, result.error);
       this._setStatus(
         result.status === 'ok'

@@ -205,3 +205,13 @@ it('says which figures are the server-wide ones', async () => {
   expect(node.textContent).toContain('This server (all users)');
   expect(text(node, 'eda-system')).toContain('Running executions (all users)');
 });
+
+it('names a REST run the EDA Runner made by its dataset', async () => {
+  model.labelKernel('k2', 'EDA Runner: sales');
+  server.current = status({
+    active_executions: [{ kernel_id: 'k2', source: 'api', started_at: '2026-11-28T01:02:04Z', duration_seconds: 1.5 }]
+  });
+  monitor = attach(new ResourceMonitor({ model, nameOf: id => model.kernelLabel(id) }));
+  await refreshed(model);
+  expect(text(monitor.node, 'eda-active-execution')).toBe('EDA Runner: sales · api · running 1 s');
+});

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from playwright.sync_api import expect
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-results" / "screenshots"
 DOC_IMAGES = ROOT / "docs" / "images"
@@ -38,3 +40,34 @@ def run_command(page, command: str, args: dict | None = None) -> None:
 
 def has_command(page, command: str) -> bool:
     return page.evaluate("id => window.jupyterapp.commands.hasCommand(id)", command)
+
+
+def notebook_of(cells: tuple[str, ...] | list[str] = ()) -> dict:
+    """A contents-API model of a Python notebook with these code cells."""
+    return {
+        "type": "notebook",
+        "content": {
+            "cells": [{"cell_type": "code", "source": code, "metadata": {}, "outputs": [], "execution_count": None}
+                      for code in cells],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+    }
+
+
+def open_notebook(lab, open_lab, user: str, name: str, cells: tuple[str, ...] | list[str] = ()):
+    """Save a notebook of ``cells`` as ``user`` and open it: the page, once its kernel is up."""
+    r = lab.put(f"/api/contents/{name}", user, json=notebook_of(cells))
+    assert r.status_code in (200, 201), r.text
+    page = open_lab(user, f"/lab/tree/{name}")
+    expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
+    return page
+
+
+def run_cell(page, code: str) -> None:
+    """Type into the last cell and Shift+Enter, as a person would."""
+    editor = page.locator(".jp-Notebook .jp-Cell").last.locator(".cm-content")
+    editor.click()
+    page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")

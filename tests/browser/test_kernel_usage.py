@@ -8,30 +8,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from lab_ui import run_command, screenshot
+from lab_ui import open_notebook, run_cell, run_command, screenshot
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = {
-    "type": "notebook",
-    "content": {
-        "cells": [],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    },
-}
 # ~120 MiB, touched page by page so the kernel really holds it
 ALLOCATE = "held = bytearray(120 * 1024 * 1024); held[::4096] = b'x' * len(held[::4096])"
 OVER_100_MIB = re.compile(r"Mem (1\d\d|[2-9]\d\d)(\.\d)? MiB / 512 MiB")
-
-
-def run_cell(page, code: str) -> None:
-    editor = page.locator(".jp-Notebook .jp-Cell").last.locator(".cm-content")
-    editor.click()
-    page.keyboard.type(code)
-    page.keyboard.press("Shift+Enter")
 
 
 def until_shown(page, locator, pattern, polls: int = 40) -> None:
@@ -55,10 +39,7 @@ def open_running_panel(page):
 @pytest.fixture
 def alices_notebook(lab, open_lab, fresh_user):
     name = f"{fresh_user}.ipynb"
-    assert lab.put(f"/api/contents/{name}", fresh_user, json=NOTEBOOK).status_code in (200, 201)
-    page = open_lab(fresh_user, f"/lab/tree/{name}")
-    expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
-    return fresh_user, name, page
+    return fresh_user, name, open_notebook(lab, open_lab, fresh_user, name)
 
 
 def test_the_toolbar_and_the_running_panel_show_the_kernels_memory_against_its_limit(alices_notebook, open_lab,

@@ -4,7 +4,7 @@ the cells queued behind the running one (labextension/src/monitor.ts), in real c
 from __future__ import annotations
 
 import pytest
-from lab_ui import LIMIT, run_command
+from lab_ui import LIMIT, open_notebook, run_command
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -12,25 +12,10 @@ pytestmark = pytest.mark.browser
 CELLS = 10
 
 
-def notebook_of(cells: list[str]) -> dict:
-    return {
-        "type": "notebook",
-        "content": {
-            "cells": [{"cell_type": "code", "source": code, "metadata": {}, "outputs": [], "execution_count": None}
-                      for code in cells],
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        },
-    }
-
-
 def test_run_all_is_one_row_named_by_the_notebook_with_its_queue(lab, open_lab, fresh_user):
     name = f"{fresh_user}-run-all.ipynb"
     cells = ["import time; time.sleep(240)"] * CELLS  # the first keeps running; the rest wait behind it
-    assert lab.put(f"/api/contents/{name}", fresh_user, json=notebook_of(cells)).status_code in (200, 201)
-    page = open_lab(fresh_user, f"/lab/tree/{name}")
-    expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
+    page = open_notebook(lab, open_lab, fresh_user, name, cells)
     run_command(page, "notebook:run-all-cells")
     run_command(page, "eda-gateway:open-monitor")
     monitor = page.locator("#eda-resource-monitor")

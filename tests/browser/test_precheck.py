@@ -7,37 +7,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from lab_ui import LIMIT
+from lab_ui import LIMIT, open_notebook, run_cell
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = {
-    "type": "notebook",
-    "content": {
-        "cells": [],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    },
-}
-
-
 STATUS_REQUESTS = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
 
 
-def run_cell(page, code: str) -> None:
-    editor = page.locator(".jp-Notebook .jp-Cell").last.locator(".cm-content")
-    editor.click()
-    page.keyboard.type(code)
-    page.keyboard.press("Shift+Enter")
-
-
 def test_a_spent_budget_refuses_a_cell_at_once_and_frees_with_the_window(lab, open_lab, fresh_user):
-    name = f"{fresh_user}-precheck.ipynb"
-    assert lab.put(f"/api/contents/{name}", fresh_user, json=NOTEBOOK).status_code in (200, 201)
-    page = open_lab(fresh_user, f"/lab/tree/{name}")
-    expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
+    page = open_notebook(lab, open_lab, fresh_user, f"{fresh_user}-precheck.ipynb")
     for i in range(LIMIT):
         run_cell(page, f"{i} + 100")
         expect(page.locator(".jp-OutputArea-output").nth(i)).to_contain_text(str(i + 100), timeout=30_000)

@@ -14,20 +14,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from lab_ui import LIMIT, pause_clock, run_command, screenshot
+from lab_ui import LIMIT, open_notebook, pause_clock, run_cell, run_command, screenshot
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = {
-    "type": "notebook",
-    "content": {
-        "cells": [],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    },
-}
 # A cell that stays busy until the test interrupts it (the sandbox's limit is 300 s).
 BUSY = "import time; time.sleep(240)"
 STATUS_REQUESTS = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
@@ -36,24 +27,11 @@ STATUS_REQUESTS = re.compile(r".*/advanced-eda/api/rate-limit-status.*")
 @pytest.fixture
 def notebook(lab, open_lab, fresh_user):
     """A fresh user's notebook, its kernel up and connected."""
-    name = f"{fresh_user}.ipynb"
-    r = lab.put(f"/api/contents/{name}", fresh_user, json=NOTEBOOK)
-    assert r.status_code in (200, 201), r.text
-    page = open_lab(fresh_user, f"/lab/tree/{name}")
-    expect(page.locator(".jp-StatusBar-Widget")).to_contain_text("| Idle", timeout=90_000)
-    return page
+    return open_notebook(lab, open_lab, fresh_user, f"{fresh_user}.ipynb")
 
 
 def status_item(page: Page):
     return page.locator("[data-testid='eda-status-item']")
-
-
-def run_cell(page: Page, code: str) -> None:
-    """Type into the last cell and Shift+Enter, as a person would."""
-    editor = page.locator(".jp-Notebook .jp-Cell").last.locator(".cm-content")
-    editor.click()
-    page.keyboard.type(code)
-    page.keyboard.press("Shift+Enter")
 
 
 def shown_seconds(locator) -> int:

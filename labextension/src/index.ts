@@ -25,6 +25,7 @@ import { precheckedExecutor, precheckModel } from './precheck';
 import { ResourceMonitor } from './monitor';
 import { notifyVerdicts } from './notify';
 import { RunnerPanel } from './runner';
+import { sessionNameOf } from './sessions';
 import { StatusItem } from './statusbar';
 import { watchTracker } from './watch';
 import { welcomeLabel } from './welcome';
@@ -133,14 +134,8 @@ const uiPlugin: JupyterFrontEndPlugin<void> = {
     const monitor = new ResourceMonitor({
       model,
       openRunner: () => void commands.execute(CommandIDs.openRunner),
-      nameOf: kernelId => {
-        for (const session of app.serviceManager.sessions.running()) {
-          if (session.kernel?.id === kernelId) {
-            return session.path.split('/').pop() || session.path;
-          }
-        }
-        return model.kernelLabel(kernelId); // e.g. "EDA Runner: sales"
-      }
+      // a notebook's name, else what this page ran there (e.g. "EDA Runner: sales")
+      nameOf: kernelId => sessionNameOf(app.serviceManager.sessions, kernelId) ?? model.kernelLabel(kernelId)
     });
     monitor.id = MONITOR_ID;
     monitor.title.icon = gaugeIcon;

@@ -10,6 +10,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { shareLevel } from './dom';
+import { fileName, sessionPathOf } from './sessions';
 import { formatBytes, ResourceModel } from './model';
 import { IKernelStats, Level } from './types';
 
@@ -116,16 +117,10 @@ export class KernelUsageSection implements IRunningSessions.IManager {
       return [];
     }
     const me = this._model.status?.user;
-    const paths = new Map<string, string>();
-    for (const session of this._sessions.running()) {
-      if (session.kernel) {
-        paths.set(session.kernel.id, session.path);
-      }
-    }
     return stats.kernels.map(kernel => {
       const usage = kernelUsage(kernel);
-      const path = paths.get(kernel.kernel_id);
-      const name = path ? path.split('/').pop()! : `kernel ${kernel.kernel_id.slice(0, 8)}`;
+      const path = sessionPathOf(this._sessions, kernel.kernel_id);
+      const name = path !== null ? fileName(path) : `kernel ${kernel.kernel_id.slice(0, 8)}`;
       const owner = kernel.user !== me ? `${kernel.user}: ` : '';
       return {
         className: `eda-RunningUsage eda-Level-${usage.level}`,

@@ -7,6 +7,7 @@ import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 
 import { ApiError } from '../api';
 import { fetchAdminUsers } from './api';
+import { sessionNameOf } from '../sessions';
 import { AdminDashboard } from './dashboard';
 
 export const OPEN_ADMIN = 'eda-gateway:open-admin';
@@ -32,14 +33,7 @@ export const adminPlugin: JupyterFrontEndPlugin<void> = {
       caption: 'Every user, their kernels and usage over time',
       execute: () => {
         if (!widget || widget.isDisposed) {
-          const nameOf = (kernelId: string): string | null => {
-            for (const session of app.serviceManager.sessions.running()) {
-              if (session.kernel?.id === kernelId) {
-                return session.path.split('/').pop() || session.path;
-              }
-            }
-            return null;
-          };
+          const nameOf = (kernelId: string) => sessionNameOf(app.serviceManager.sessions, kernelId);
           widget = new MainAreaWidget({ content: new AdminDashboard({ nameOf }) });
           widget.id = 'eda-admin-dashboard';
           widget.title.label = 'EDA Admin';

@@ -1,0 +1,27 @@
+/**
+ * What the user calls a kernel: the notebook (or console) its session opened, as
+ * JupyterLab's session manager lists them. One answer for the monitor, the admin dashboard
+ * and the Running panel.
+ */
+import { Session } from '@jupyterlab/services';
+
+/** The path of the session running `kernelId`, or null when no session says. */
+export function sessionPathOf(sessions: Session.IManager, kernelId: string): string | null {
+  for (const session of sessions.running()) {
+    if (session.kernel?.id === kernelId) {
+      return session.path;
+    }
+  }
+  return null;
+}
+
+/** A document's file name (`Sales.ipynb` of `reports/Sales.ipynb`). */
+export function fileName(path: string): string {
+  return path.split('/').pop() || path;
+}
+
+/** The file name of that session's document, or null. */
+export function sessionNameOf(sessions: Session.IManager, kernelId: string): string | null {
+  const path = sessionPathOf(sessions, kernelId);
+  return path === null ? null : fileName(path);
+}

@@ -727,12 +727,13 @@ class EDAGateway(ExtensionApp):
 
         def kernels_of(username: str) -> list[dict]:
             km = self.kernel_manager
-            return [
-                {"kernel_id": kid, "name": km.get_kernel(kid).kernel_name,
-                 "execution_state": getattr(km.get_kernel(kid), "execution_state", None),
-                 "dataset_kernel": self.execution.kernels.manages(kid)}
-                for kid in km.kernels_of(username)
-            ]
+            rows = []
+            for kid in km.kernels_of(username):
+                kernel = km.get_kernel(kid)
+                rows.append({"kernel_id": kid, "name": kernel.kernel_name,
+                             "execution_state": getattr(kernel, "execution_state", None),
+                             "dataset_kernel": self.execution.kernels.manages(kid)})
+            return rows
 
         tools = AgentTools(self.execution, self.datasets_catalogue, kernels_of, self.ownership.may_use_kernel,
                            lambda username: render_status(self.admission.usage(username)))

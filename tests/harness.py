@@ -234,12 +234,17 @@ class GatewayServer:
         return r.json()["id"]
 
     def kernel_ws(self, kernel_id: str, user: str = "alice", protocol: str | None = None) -> KernelClient:
-        url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
-        kwargs = {"header": [f"Authorization: token {self.token_of(user)}"], "timeout": 60}
-        if protocol:
-            kwargs["subprotocols"] = [protocol]
-        ws = websocket.create_connection(url, **kwargs)
-        return KernelClient(ws, protocol)
+        return open_kernel_ws(f"ws://127.0.0.1:{self.port}", kernel_id, protocol,
+                              header=[f"Authorization: token {self.token_of(user)}"])
+
+
+def open_kernel_ws(base: str, kernel_id: str, protocol: str | None = None, **credentials) -> KernelClient:
+    """A kernel websocket under ``base`` (``ws://host:port[/prefix]``), with ``credentials``
+    (websocket-client's ``header=[...]`` or ``cookie=...``)."""
+    url = f"{base}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
+    if protocol:
+        credentials["subprotocols"] = [protocol]
+    return KernelClient(websocket.create_connection(url, timeout=60, **credentials), protocol)
 
 
 # --- kernel messages over the websocket --------------------------------------

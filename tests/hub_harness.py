@@ -16,14 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import requests
-import websocket
 
 import harness
-from harness import KernelClient, free_port
+from harness import KernelClient, free_port, open_kernel_ws
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "jupyterhub"
@@ -188,5 +186,4 @@ def kernel_ws(hub: Hub, prefix: str, kernel_id: str, token: str) -> KernelClient
 
 
 def _kernel_ws(hub: Hub, prefix: str, kernel_id: str, **credentials) -> KernelClient:
-    url = f"ws://127.0.0.1:{hub.port}{prefix}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4()}"
-    return KernelClient(websocket.create_connection(url, timeout=60, **credentials), None)
+    return open_kernel_ws(f"ws://127.0.0.1:{hub.port}{prefix}", kernel_id, **credentials)

@@ -9,14 +9,12 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
-import websocket
 
-from harness import TOKENS, GatewayServer, KernelClient, free_port
+from harness import TOKENS, GatewayServer, auth, free_port, open_kernel_ws
 from redis_harness import STRICT, RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -64,10 +62,6 @@ def proxy(tmp_path_factory):
     redis_server.stop()
 
 
-def as_user(user: str) -> dict:
-    return {"Authorization": f"token {TOKENS[user]}"}
-
-
 def owners_of(servers, kernel_id: str) -> list[int]:
     """Which servers (by index) have this kernel, asked of each directly as admin."""
     return [i for i, srv in enumerate(servers) if any(k["id"] == kernel_id for k in srv.get("/api/kernels", "admin").json())]
@@ -76,12 +70,12 @@ def owners_of(servers, kernel_id: str) -> list[int]:
 def test_each_token_stays_on_one_server(proxy):
     url, servers = proxy
     for user in ("alice", "bob", "carol"):
-        r = requests.post(f"{url}/api/kernels", headers=as_user(user), json={}, timeout=60)
+        r = requests.post(f"{url}/api/kernels", headers=auth(user), json={}, timeout=60)
         assert r.status_code == 201, r.text
         kernel = r.json()["id"]
         assert len(owners_of(servers, kernel)) == 1
         for _ in range(5):  # every later request of the same token reaches that server
-            listed = requests.get(f"{url}/api/kernels", headers=as_user(user), timeout=30).json()
+            listed = requests.get(f"{url}/api/kernels", headers=auth(user), timeout=30).json()
             assert kernel in {k["id"] for k in listed}
 
 
@@ -102,13 +96,10 @@ def test_a_browser_stays_on_the_server_it_logged_in_to(proxy):
 
 def test_kernel_websockets_pass_and_the_budget_is_one_across_the_servers(proxy):
     url, servers = proxy
-    r = requests.post(f"{url}/api/kernels", headers=as_user("admin"), json={}, timeout=60)
+    r = requests.post(f"{url}/api/kernels", headers=auth("admin"), json={}, timeout=60)
     assert r.status_code == 201, r.text
-    ws = websocket.create_connection(
-        f"ws://{url.removeprefix('http://')}/api/kernels/{r.json()['id']}/channels?session_id={uuid.uuid4()}",
-        header=[f"Authorization: token {TOKENS['admin']}"], timeout=60,
-    )
-    client = KernelClient(ws, None)
+    client = open_kernel_ws(f"ws://{url.removeprefix('http://')}", r.json()["id"],
+                            header=[f"Authorization: token {TOKENS['admin']}"])
     try:
         assert client.run("6 * 7").result == "42"
         # admin's other executions go straight to the other server: one budget of 3 in all

@@ -7,7 +7,6 @@ of 2 executions a minute, so everything past that is refused.
 from __future__ import annotations
 
 import json
-import statistics
 import threading
 import time
 
@@ -59,21 +58,12 @@ def connect_when_freed(gw, kernel_id, user="alice", timeout=10.0):
             time.sleep(0.05)
 
 
-def p50_execute(kc, n=10) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        assert kc.run("1").reply["status"] == "ok"
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def test_a_websocket_flood_is_refused_past_the_cap_and_spares_everyone_else(gw):
     assert "sized for" in gw.log() and "ZMQ MAX_SOCKETS" in gw.log()
     bob_kernel = gw.start_kernel("bob")
     alice_kernel = gw.start_kernel("alice")
     bob = gw.kernel_ws(bob_kernel, "bob")
-    before = p50_execute(bob)
+    assert bob.run("1").reply["status"] == "ok"
     lines_before = len(gw.log().splitlines())
 
     held, refusals = [], []
@@ -88,7 +78,8 @@ def test_a_websocket_flood_is_refused_past_the_cap_and_spares_everyone_else(gw):
     assert body["error"] == "TooManyConnections"
     assert "max_connections_per_user = 8" in body["message"]
 
-    # more refused handshakes go on while bob works
+    # more refused handshakes go on while bob works: every one of his executions is answered
+    # (how much slower they are is measured by benchmarks/ws_flood.py, not asserted here)
     stop = threading.Event()
     attempts = []
 
@@ -104,8 +95,11 @@ def test_a_websocket_flood_is_refused_past_the_cap_and_spares_everyone_else(gw):
     flood = threading.Thread(target=hammer, daemon=True)
     flood.start()
     try:
-        during = p50_execute(bob)
-        assert bob.run("6 * 7").result == "42"
+        i = 0
+        while i < 10 or len(attempts) < 25:  # bob works for as long as the flood takes to get going
+            assert bob.run(f"{i} * 7").result == str(i * 7)
+            i += 1
+            assert i < 10_000, "the flood never got going"
         new_kernel = gw.start_kernel("bob")
         with_new = gw.kernel_ws(new_kernel, "bob")
         assert with_new.run("print('hi')").stdout == "hi\n"
@@ -113,11 +107,9 @@ def test_a_websocket_flood_is_refused_past_the_cap_and_spares_everyone_else(gw):
     finally:
         stop.set()
         flood.join(30)
-    print(f"bob p50 before {before * 1000:.1f} ms, during {during * 1000:.1f} ms")
-    assert during <= 3 * max(before, 0.005), (before, during)
     # each refused handshake is a 429 in the access log: rate-limited too
     grown = gw.log().splitlines()[lines_before:]
-    assert len(attempts) > 20 and len(grown) < 50, (len(attempts), grown)
+    assert len(grown) < 50, (len(attempts), grown)
     for kc in held:  # alice's own connections never failed
         assert kc.run("1 + 1").result == "2"
 
@@ -164,12 +156,11 @@ def test_a_flood_of_refused_executions_is_slowed_then_closed_and_stays_cheap(gw)
     kernel = gw.start_kernel("flooder")
     kc = gw.kernel_ws(kernel, "flooder")
     assert kc.run("1").reply["status"] == "ok" and kc.run("2").reply["status"] == "ok"  # the budget: 2
-    answered = []
-    for _ in range(11):  # one at a time: the 11th in the window waits refusal_flood_delay (1 s)
-        t0 = time.monotonic()
+    for _ in range(10):  # answered at once (when: tests/test_refusal_unit.py, on a fake clock)
         assert kc.run("3").error["ename"] == "RateLimitExceeded"
-        answered.append(time.monotonic() - t0)
-    assert max(answered[:10]) < 1.0 <= answered[10]
+    t0 = time.monotonic()  # the 11th in the window waits refusal_flood_delay (1 s) at least
+    assert kc.run("3").error["ename"] == "RateLimitExceeded"
+    assert time.monotonic() - t0 >= 1.0
     sent = 0
     try:
         for _ in range(2000):

@@ -23,7 +23,10 @@ blocking calls: run them in an executor. ``flush()`` first, to read your writes.
 A write that fails is dropped and counted (``dropped``), except when the connection to
 PostgreSQL is gone: then the writer keeps its batch and reconnects, backing off from
 ``retry_delay`` to ``max_retry_delay`` seconds; meanwhile the queue fills and what does
-not fit is dropped and counted.
+not fit is dropped and counted. A connection lost during COMMIT leaves the writer not knowing
+whether its batch landed: each batch writes its id to ``batches`` in the same transaction, and
+a retry that finds its id there writes nothing (the writer deletes its last id with its next
+batch, so the table holds about one row per server).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import math
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
@@ -115,6 +119,7 @@ class HistoryStore:
         self._stopping = threading.Event()
         self._error: BaseException | None = None
         self._conn = None  # the writer's; None while PostgreSQL is away
+        self._landed: str | None = None  # the id of the writer's last batch known to be committed
 
     # --- life cycle -------------------------------------------------------------
 
@@ -265,13 +270,15 @@ class HistoryStore:
         more if it was a deadlock's victim); any other failure drops the batch."""
         records = len(events) + len(samples) + sum(counts.values())
         delay, retried = self.retry_delay, False
+        batch = uuid.uuid4().hex  # the same id on every retry of this batch
         while True:
             try:
                 if self._conn is None:
                     self._conn = self.db.open()
                     log.info("eda_gateway: history database %s is back", self.path)
                 with self.db.transaction(self._conn):
-                    self._insert(self._conn.cursor(), events, counts, samples)
+                    self._insert(self._conn.cursor(), batch, events, counts, samples)
+                self._landed = batch
                 return
             except self.db.Error as e:
                 error = self.db.scrub(str(e))
@@ -282,7 +289,7 @@ class HistoryStore:
                     log.error("eda_gateway: history write of %d records failed: %s", records, error)
                     self._count_drops(records, "history writes failed")
                     return
-                # the connection is gone (a commit lost with it may be written twice: rare, harmless)
+                # the connection is gone (if it went during COMMIT, the retry finds the batch's id)
                 if self._conn is not None:
                     log.warning("eda_gateway: history database %s unreachable (%s); retrying, "
                                 "back-off up to %g s", self.path, error, self.max_retry_delay)
@@ -297,9 +304,16 @@ class HistoryStore:
     def _back_off(self, delay: float) -> None:
         self._stopping.wait(delay)  # a stop ends the wait
 
-    def _insert(self, cur, events: list, counts: dict, samples: list) -> None:
+    def _insert(self, cur, batch: str, events: list, counts: dict, samples: list) -> None:
         sql = self.db.sql
         self.db.lock_writers(cur)  # first: the other servers' writers wait here, holding nothing
+        cur.execute(sql("INSERT INTO batches (uid, ts) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING"),
+                    (batch, self.clock()))
+        if not cur.rowcount:
+            log.info("eda_gateway: a history batch committed before its connection went was not written again")
+            return
+        if self._landed is not None:  # known to have landed: its id has done its job
+            cur.execute(sql("DELETE FROM batches WHERE uid = ?"), (self._landed,))
         if events:
             cur.executemany(
                 sql('INSERT INTO events (ts, "user", server, kind, kernel_id, source, reason, details) '
@@ -356,6 +370,7 @@ class HistoryStore:
                 removed = cur.rowcount
                 cur.execute(self.db.sql("DELETE FROM samples WHERE ts < ?"), (horizon,))
                 removed += cur.rowcount
+                cur.execute(self.db.sql("DELETE FROM batches WHERE ts < ?"), (horizon,))  # crashed writers'
         finally:
             if own:
                 conn.close()

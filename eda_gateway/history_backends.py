@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
 CREATE INDEX IF NOT EXISTS samples_user_ts ON samples(user, ts);
 CREATE INDEX IF NOT EXISTS samples_user_id ON samples(user, id);
+CREATE TABLE IF NOT EXISTS batches (uid TEXT PRIMARY KEY, ts REAL NOT NULL);
 """
 
 # PostgreSQL: "user" is a reserved word (quoted); REAL is 4 bytes there (epoch seconds need
@@ -81,6 +82,8 @@ _POSTGRES_SCHEMA = [
     "CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts)",
     'CREATE INDEX IF NOT EXISTS samples_user_ts ON samples("user", ts)',
     'CREATE INDEX IF NOT EXISTS samples_user_id ON samples("user", id)',
+    # the id of each batch, in its own transaction: a retry after a lost COMMIT writes nothing twice
+    "CREATE TABLE IF NOT EXISTS batches (uid TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL)",
 ]
 
 # pg_advisory_xact_lock key ("edahist"): taken first by every write, purge and schema

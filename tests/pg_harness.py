@@ -9,12 +9,15 @@ Unix socket (trusted locally).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,65 @@ class PostgresServer:
             return self.log_path.read_text(errors="replace")
         except (FileNotFoundError, PermissionError):
             return ""
+
+
+class CommitCuttingProxy:
+    """A TCP relay to PostgreSQL that can lose one COMMIT's answer, as a network does.
+
+    ``cut_next_commit()`` arms it: the next time a client sends ``COMMIT`` (a simple query),
+    the relay passes it on, waits for the server's answer (by then the transaction is
+    committed), drops that answer and closes both ends. The client sees its connection go
+    during COMMIT, not knowing whether its transaction landed. Everything else passes through.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0  # COMMIT answers dropped so far
+        self._armed = threading.Event()
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        return url.replace(f"127.0.0.1:{self.target_port}/", f"127.0.0.1:{self.port}/")
+
+    def cut_next_commit(self) -> None:
+        self._armed.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            committing = threading.Event()
+            threading.Thread(target=self._to_server, args=(client, server, committing), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(server, client, committing), daemon=True).start()
+
+    def _to_server(self, client: socket.socket, server: socket.socket, committing: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if self._armed.is_set() and b"Q\x00\x00\x00\x0bCOMMIT\x00" in data:
+                    self._armed.clear()
+                    committing.set()  # the server's next answer is dropped
+                server.sendall(data)
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_WR)
+
+    def _to_client(self, server: socket.socket, client: socket.socket, committing: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if committing.is_set():
+                    self.cuts += 1
+                    break  # committed, and the client will never hear it
+                client.sendall(data)
+        for end in (client, server):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()

@@ -12,7 +12,7 @@ import pytest
 from eda_gateway import history as h
 from eda_gateway.history import HistoryStore, Sample
 from harness import GatewayServer, free_port, start_failure
-from pg_harness import PASSWORD, PostgresServer, require_postgres
+from pg_harness import PASSWORD, CommitCuttingProxy, PostgresServer, require_postgres
 
 pytestmark = pytest.mark.e2e  # starts a PostgreSQL server (and eda_gateway servers)
 
@@ -229,6 +229,35 @@ def test_the_writer_waits_out_an_outage_and_reconnects(pg, url, caplog):
     assert waits == pytest.approx(expected)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "unreachable" in text and "is back" in text and PASSWORD not in text
+
+
+def test_a_batch_whose_commit_answer_is_lost_is_written_once(pg, url, caplog):
+    """The connection goes during COMMIT after the server committed: the writer cannot tell,
+    reconnects and retries its batch, which must not be written twice."""
+    proxy = CommitCuttingProxy(pg.port)
+    store = HistoryStore(proxy.url(url), server="east", batch_delay=0.01, retry_delay=0.05)
+    caplog.set_level(logging.INFO, logger="eda_gateway.history")
+    store.start()
+    try:
+        store.record_event(h.LOGIN, "before", at=T0)
+        assert store.flush()
+        proxy.cut_next_commit()
+        store.record_event(h.LOGIN, "cut", at=T0 + 1)
+        store.record_samples([Sample("cut", 1, 100, 1.0, T0 + 1)])
+        assert store.flush(timeout=30)
+        assert proxy.cuts == 1
+        store.record_event(h.LOGIN, "after", at=T0 + 2)
+        assert store.flush()
+        assert sorted(e["user"] for e in store.events(limit=100)) == ["after", "before", "cut"]
+        with store.db.reader() as conn:
+            assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
+            # the batch ids have done their job: only the last batch's is left
+            assert conn.execute("SELECT count(*) FROM batches").fetchone()[0] == 1
+    finally:
+        store.stop()
+        proxy.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "unreachable" in text and "not written again" in text
 
 
 # --- two eda_gateway servers, one history -----------------------------------------------

@@ -415,6 +415,7 @@ class EDAGateway(ExtensionApp):
             self.sandbox_config.interrupt_grace, self.datasets_catalogue, self.max_output_bytes, self.log,
         )
         self.execution.kernels.warm_start = self.warm_start
+        self.telemetry.dataset_kernels = self.execution.kernels.datasets_by_kernel  # names in the monitor
         self.mcp = self._mcp_service()
         # jupyter_server builds kernel websocket connections itself: what they use, in one object
         from .websocket import SETTINGS_KEY as CONNECTION_SERVICES, ConnectionServices

@@ -320,7 +320,13 @@ class DatasetKernels:
     def manages(self, kernel_id: str) -> bool:
         """Whether ``kernel_id`` is a dataset kernel of this service (run through ``acquire``),
         or a warm one waiting for its dataset."""
-        return any(m.kernel_id == kernel_id for m in (*self._kernels.values(), *self._warm.values()))
+        return kernel_id in self.datasets_by_kernel()
+
+    def datasets_by_kernel(self) -> dict[str, str | None]:
+        """kernel_id -> the dataset it runs on; None for a warm kernel waiting for its dataset."""
+        found: dict[str, str | None] = {m.kernel_id: None for m in self._warm.values()}
+        found.update((m.kernel_id, m.dataset.id) for m in self._kernels.values())
+        return found
 
     async def acquire(self, username: str, dataset: Dataset) -> ManagedKernel:
         """The user's kernel for ``dataset``, started if there is none."""

@@ -32,6 +32,8 @@ class KernelSample:
     cpu_percent: float
     execution_state: str
     limits: Limits
+    dataset: str | None = None  # a dataset kernel of the execution API (EDA Runner, agents): its dataset
+    warm: bool = False  # started ahead for its owner's next dataset (EDAGateway.warm_start)
 
     def to_json(self) -> dict:
         return {
@@ -41,6 +43,8 @@ class KernelSample:
             "memory_bytes": self.memory_bytes,
             "cpu_percent": round(self.cpu_percent, 1),
             "execution_state": self.execution_state,
+            "dataset": self.dataset,
+            "warm": self.warm,
             "limits": {
                 "memory_bytes": self.limits.memory_bytes,
                 "cpu_percent": self.limits.max_cpu_percent,
@@ -104,6 +108,8 @@ class EDATelemetry(LoggingConfigurable):
         self.sandbox = sandbox
         self.limits_for = limits_for
         self.active_executions = active_executions
+        # kernel_id -> dataset of the execution API's kernels (None: a warm one); set once that exists
+        self.dataset_kernels: Callable[[], dict[str, str | None]] = dict
         self.snapshot = Snapshot()
         self.listeners: list[Callable[[Snapshot], None]] = []
         self._previous: dict[str, _Previous] = {}
@@ -153,6 +159,7 @@ class EDATelemetry(LoggingConfigurable):
 
     async def sample_once(self) -> Snapshot:
         kernels = self._kernels_now()
+        datasets = self.dataset_kernels()
         loop = asyncio.get_running_loop()
         usage, cpu, memory, took = await loop.run_in_executor(None, self._measure)
         now = time.time()
@@ -176,6 +183,8 @@ class EDATelemetry(LoggingConfigurable):
                     cpu_percent=cpu_percent,
                     execution_state=state,
                     limits=record.limits if record else self.limits_for(owner),
+                    dataset=datasets.get(kernel_id),
+                    warm=kernel_id in datasets and datasets[kernel_id] is None,
                 )
             )
         known = {k for k, _, _ in kernels}

@@ -55,7 +55,9 @@ def test_system_stats_has_the_contract_shape(observed):
     assert body["memory"]["total"] > body["memory"]["available"] > 0
     assert body["enforcement"] in ("cgroup-v1", "cgroup-v2", "psutil")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["sampled_at"])
-    assert set(kernel) == {"kernel_id", "user", "pid", "memory_bytes", "cpu_percent", "execution_state", "limits"}
+    assert set(kernel) == {"kernel_id", "user", "pid", "memory_bytes", "cpu_percent", "execution_state", "limits",
+                           "dataset", "warm"}
+    assert (kernel["dataset"], kernel["warm"]) == (None, False)  # a notebook's kernel
     assert kernel["user"] == "alice" and kernel["pid"] == kernel_pid(observed, kid)
     assert kernel["limits"] == {"memory_bytes": 128 << 20, "cpu_percent": 40.0, "execution_seconds": 3.0}
     assert kernel["execution_state"] in ("idle", "starting", "busy")

@@ -32,6 +32,15 @@ def kernels(srv, user) -> set[str]:
     return {k["id"] for k in srv.get("/api/kernels", user).json()}
 
 
+def purposes(srv, user) -> tuple[dict, dict]:
+    """What the monitor's figures (system-stats, once sampled) and the admin view say each of
+    ``user``'s kernels is for: kernel_id -> (dataset, warm), twice."""
+    stats = {k["kernel_id"]: (k["dataset"], k["warm"])
+             for k in srv.get(f"{API}/system-stats", user).json()["kernels"]}
+    [row] = [u for u in srv.get(f"{API}/admin/users", "admin").json()["users"] if u["user"] == user]
+    return stats, {k["kernel_id"]: (k["dataset"], k["warm"]) for k in row["kernels"]}
+
+
 def run(srv, user, dataset, code) -> dict:
     r = srv.post(f"{API}/execute-custom-code/{dataset}", user, json={"code": code})
     assert r.status_code == 200, r.text
@@ -48,6 +57,11 @@ def test_the_first_run_on_a_dataset_takes_the_warm_kernel_with_the_data_loaded(s
     assert answer["outputs"][-1]["data"]["text/plain"] == "(3, 60, 'sales')"
     # the next new dataset finds a warm kernel too, and it is a different one
     wait_for(lambda: len(kernels(server, "alice")) == 2, timeout=60, what="a new warm kernel")
+    [second] = kernels(server, "alice") - {answer["kernel_id"]}
+    # the monitor can name both: the dataset kernel (whoever ran there: the EDA Runner, an agent) and the warm one
+    named = {answer["kernel_id"]: ("sales", False), second: (None, True)}
+    wait_for(lambda: purposes(server, "alice") == (named, named), timeout=30,
+             what="the next sample naming alice's kernels")
     events = run(server, "alice", "events", "list(df.columns)")
     assert events["status"] == "ok" and events["kernel_id"] != answer["kernel_id"], events
     assert "kind" in events["outputs"][-1]["data"]["text/plain"]

@@ -117,6 +117,7 @@ class AdminUsersHandler(AdminAPIHandler):
         usage = _kernel_usage(gateway)
 
         km = gateway.kernel_manager
+        datasets = gateway.execution.kernels.datasets_by_kernel()
         kernels_by_user: dict[str, list[dict]] = {}
         for kid in list(km.list_kernel_ids()):
             owner = km.owner_of(kid)
@@ -136,6 +137,8 @@ class AdminUsersHandler(AdminAPIHandler):
                     "last_activity": model.get("last_activity"),
                     "memory_bytes": measured.get("memory_bytes"),
                     "cpu_percent": measured.get("cpu_percent"),
+                    "dataset": datasets.get(kid),
+                    "warm": kid in datasets and datasets[kid] is None,
                 }
             )
         active = {e["user"] for e in gateway.admission.active_executions()}

@@ -323,6 +323,10 @@ export interface components {
                     cpu_percent: number;
                     execution_seconds: number;
                 };
+                /** @description Set for a dataset kernel of the execution API (the EDA Runner, REST and MCP runs of its owner on that dataset share it): the dataset's id. */
+                dataset: string | null;
+                /** @description A kernel started ahead for its owner's next dataset (`EDAGateway.warm_start`); it takes the dataset of their next run on a new one. */
+                warm: boolean;
             }[];
         };
         /** @enum {string} */
@@ -359,6 +363,10 @@ export interface components {
                     last_activity: string | null;
                     memory_bytes: number | null;
                     cpu_percent: number | null;
+                    /** @description Set for a dataset kernel of the execution API (the EDA Runner, REST and MCP runs of its owner on that dataset share it): the dataset's id. */
+                    dataset: string | null;
+                    /** @description A kernel started ahead for its owner's next dataset (`EDAGateway.warm_start`); it takes the dataset of their next run on a new one. */
+                    warm: boolean;
                 }[];
                 kernel_count: number;
                 /** @description Sum over the user's kernels; null before the first sample. */

@@ -120,7 +120,10 @@ export class KernelUsageSection implements IRunningSessions.IManager {
     return stats.kernels.map(kernel => {
       const usage = kernelUsage(kernel);
       const path = sessionPathOf(this._sessions, kernel.kernel_id);
-      const name = path !== null ? fileName(path) : `kernel ${kernel.kernel_id.slice(0, 8)}`;
+      const name =
+        path !== null
+          ? fileName(path)
+          : (this._model.kernelLabel(kernel.kernel_id) ?? `kernel ${kernel.kernel_id.slice(0, 8)}`);
       const owner = kernel.user !== me ? `${kernel.user}: ` : '';
       return {
         className: `eda-RunningUsage eda-Level-${usage.level}`,

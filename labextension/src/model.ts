@@ -10,6 +10,7 @@ import { Debouncer, Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 import { IDisposable } from '@lumino/disposable';
 
+import { kernelPurpose } from './sessions';
 import { IActiveExecution, IRateLimitStatus, ISystemStats, IVerdict, Level, LEVELS, levelOfShare } from './types';
 
 /** Fetch JSON from the eda_gateway API; `path` is relative to the API prefix. */
@@ -256,10 +257,12 @@ export class ResourceModel implements IDisposable {
     void this._soon.invoke();
   }
 
-  /** What this page calls a kernel it ran code on without a notebook (the EDA Runner's
-   * "EDA Runner: sales"), for the monitor's rows; null when it knows no name. */
+  /** What a kernel without a notebook is called: what this page ran there (the EDA Runner's
+   * "EDA Runner: sales"), else what the server says it is for (a dataset kernel an agent runs
+   * on, a warm kernel); null when neither knows. */
   kernelLabel(kernelId: string): string | null {
-    return this._kernelLabels.get(kernelId) ?? null;
+    const stats = this._stats?.kernels.find(k => k.kernel_id === kernelId);
+    return this._kernelLabels.get(kernelId) ?? (stats ? kernelPurpose(stats) : null);
   }
 
   labelKernel(kernelId: string, label: string): void {

@@ -195,7 +195,7 @@ export class ResourceMonitor extends TickingModelWidget {
     const kernels = stats?.kernels ?? [];
     const mine = kernels.filter(k => k.user === me);
     const others = kernels.filter(k => k.user !== me);
-    const rows = mine.map(k => kernelRow(k, false));
+    const rows = mine.map(k => kernelRow(k, this._nameOf(k.kernel_id), false));
     this._kernels!.replaceChildren(...(rows.length ? rows : [h('div', { class: 'eda-Empty' }, 'No kernels running')]));
     // Only admins are sent other users' kernels: show them per user.
     if (!others.length) {
@@ -233,7 +233,7 @@ export class ResourceMonitor extends TickingModelWidget {
           )
         )
     );
-    this._users!.replaceChildren(table, ...others.map(k => kernelRow(k, true)));
+    this._users!.replaceChildren(table, ...others.map(k => kernelRow(k, this._nameOf(k.kernel_id), true)));
   }
 
   private _renderSystem(): void {
@@ -279,7 +279,8 @@ function shortId(id: string): string {
   return id.slice(0, 8);
 }
 
-function kernelRow(k: IKernelStats, showUser: boolean): HTMLElement {
+/** A kernel's usage: its name (notebook, EDA Runner dataset, ...) if known, its id always. */
+function kernelRow(k: IKernelStats, name: string | null, showUser: boolean): HTMLElement {
   const memory = new Meter('Memory', 'eda-kernel-memory');
   memory.update(
     k.memory_bytes,
@@ -300,6 +301,7 @@ function kernelRow(k: IKernelStats, showUser: boolean): HTMLElement {
     h(
       'div',
       { class: 'eda-Kernel-title' },
+      name ? h('span', { class: 'eda-Kernel-name', 'data-testid': 'eda-kernel-name' }, `${name} `) : '',
       h('span', { class: 'eda-Mono' }, shortId(k.kernel_id)),
       showUser ? ` · ${k.user}` : '',
       ` · ${k.execution_state}`,

@@ -25,3 +25,12 @@ export function sessionNameOf(sessions: Session.IManager, kernelId: string): str
   const path = sessionPathOf(sessions, kernelId);
   return path === null ? null : fileName(path);
 }
+
+/** What the server says a kernel is for, when no session names it: the execution API's
+ * dataset kernel (the EDA Runner, REST and MCP runs on that dataset share it), or a warm one. */
+export function kernelPurpose(kernel: { dataset: string | null; warm: boolean }): string | null {
+  if (kernel.dataset !== null) {
+    return `EDA Runner: ${kernel.dataset}`;
+  }
+  return kernel.warm ? 'Warm kernel (for your next dataset)' : null;
+}

@@ -54,7 +54,9 @@ const KERNEL = {
   connections: 1,
   last_activity: null,
   memory_bytes: 1,
-  cpu_percent: 0
+  cpu_percent: 0,
+  dataset: null,
+  warm: false
 };
 
 function point(minute: number, executions: number, memory: number | null) {
@@ -240,4 +242,15 @@ it('names a kernel by its notebook where a session says, its id on hover', async
   const kernel = dashboard.node.querySelector(`[data-kernel=${KERNEL.kernel_id}] span`)!;
   expect(kernel.textContent).toBe('Sales.ipynb');
   expect(kernel.getAttribute('title')).toBe(`kernel ${KERNEL.kernel_id}`);
+});
+
+it('names a dataset kernel without a session by its dataset', async () => {
+  users.mockResolvedValue({
+    since: '',
+    until: '',
+    users: [user('alice', { kernels: [{ ...KERNEL, dataset: 'sales' }], kernel_count: 1 })]
+  });
+  dashboard = attach(new AdminDashboard({ now: clock.now, nameOf: () => null }));
+  await clock.advance(0);
+  expect(dashboard.node.querySelector(`[data-kernel=${KERNEL.kernel_id}] span`)!.textContent).toBe('EDA Runner: sales');
 });

@@ -54,7 +54,9 @@ function stats(user = 'alice'): ISystemStats {
         memory_bytes: 1,
         cpu_percent: 0,
         execution_state: 'busy',
-        limits: { memory_bytes: 2, cpu_percent: 50, execution_seconds: 30 }
+        limits: { memory_bytes: 2, cpu_percent: 50, execution_seconds: 30 },
+        dataset: null,
+        warm: false
       }
     ]
   };

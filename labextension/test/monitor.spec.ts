@@ -215,3 +215,21 @@ it('names a REST run the EDA Runner made by its dataset', async () => {
   await refreshed(model);
   expect(text(monitor.node, 'eda-active-execution')).toBe('EDA Runner: sales · api · running 1 s');
 });
+
+it('names the kernels an agent ran on by what the server says they are for', async () => {
+  // no session and no run from this page: an MCP or REST client ran on alice's dataset kernel
+  server.stats = stats([
+    kernel('alice', 'k2bbbbbbbbbb', { dataset: 'sales', execution_state: 'busy' }),
+    kernel('alice', 'k3cccccccccc', { warm: true })
+  ]);
+  server.current = status({
+    active_executions: [
+      { kernel_id: 'k2bbbbbbbbbb', source: 'api', started_at: '2026-11-28T01:02:04Z', duration_seconds: 1.5 }
+    ]
+  });
+  monitor = attach(new ResourceMonitor({ model, nameOf: id => model.kernelLabel(id) }));
+  await refreshed(model);
+  expect(text(monitor.node, 'eda-active-execution')).toBe('EDA Runner: sales · api · running 1 s');
+  const names = [...monitor.node.querySelectorAll('[data-testid=eda-kernel-name]')].map(n => n.textContent);
+  expect(names).toEqual(['EDA Runner: sales ', 'Warm kernel (for your next dataset) ']);
+});

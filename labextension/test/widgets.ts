@@ -61,6 +61,8 @@ export function kernel(user: string, id: string, overrides: Partial<ISystemStats
     cpu_percent: 10,
     execution_state: 'idle',
     limits: { memory_bytes: 512 * 1024 * 1024, cpu_percent: 100, execution_seconds: 30 },
+    dataset: null,
+    warm: false,
     ...overrides
   };
 }

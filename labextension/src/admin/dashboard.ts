@@ -9,6 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { h } from '../dom';
 import { formatBytes } from '../model';
+import { kernelPurpose } from '../sessions';
 import { fetchAdminUsers, fetchHistory, IAdminKernel, IAdminServer, IAdminUser, IHistory } from './api';
 import { lineChart, paletteColour } from './chart';
 
@@ -211,15 +212,12 @@ export class AdminDashboard extends Widget {
         });
         return button;
       };
+      const name = this._nameOf(k.kernel_id) ?? kernelPurpose(k);
       list.append(
         h(
           'li',
           { 'data-kernel': k.kernel_id },
-          h(
-            'span',
-            { class: this._nameOf(k.kernel_id) ? '' : 'eda-Mono', title: `kernel ${k.kernel_id}` },
-            this._nameOf(k.kernel_id) ?? k.kernel_id.slice(0, 8)
-          ),
+          h('span', { class: name ? '' : 'eda-Mono', title: `kernel ${k.kernel_id}` }, name ?? k.kernel_id.slice(0, 8)),
           ` ${k.execution_state ?? ''} `,
           act('Interrupt', () => KernelAPI.interruptKernel(k.kernel_id)),
           act('Restart', () => KernelAPI.restartKernel(k.kernel_id), true),

@@ -53,6 +53,11 @@ RUN_TIMEOUT = 1800  # seconds for one whole run of the three folders
 # The peer suite mostly waits (kernels starting, culling, timeouts): one process used ~20% of
 # one core for ~290 s; its own pytest-xdist workers run it in about a third of that.
 PEER_WORKERS = 3
+# Unlisted failures are run again, alone (one worker, nothing else of the peer suite beside
+# them): upstream's tests allow a second here and there, which the whole run's load on two
+# cores sometimes takes. One that passes then is reported as flaky, not as a difference;
+# past this many the run itself went wrong, and nothing is run again.
+MAX_RETRIED = 10
 
 
 class Unavailable(Exception):
@@ -139,6 +144,7 @@ class Result:
     messages: dict = field(default_factory=dict)  # nodeid -> the failure's key line
     report: dict = field(default_factory=dict)  # eda_compat_plugin's in-process report
     output: str = ""  # pytest's console output
+    flaky: dict = field(default_factory=dict)  # nodeid -> how it failed, before passing alone
 
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.outcomes.values() if o == outcome)
@@ -153,8 +159,9 @@ class Result:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def run(mode: str, suite: Path, extra_args: list | tuple = (), folders=FOLDERS) -> Result:
-    """One run of ``folders`` of the peer suite in a subprocess; ``mode`` is plain or eda_gateway."""
+def run(mode: str, suite: Path, extra_args: list | tuple = (), folders=FOLDERS, workers: int = PEER_WORKERS) -> Result:
+    """One run of ``folders`` (or node ids) of the peer suite in a subprocess; ``mode`` is plain
+    or eda_gateway."""
     assert mode in ("plain", "eda_gateway"), mode
     with tempfile.TemporaryDirectory(prefix=f"eda_compat_{mode}.") as tmp:
         junit, report = Path(tmp) / "junit.xml", Path(tmp) / "report.json"
@@ -164,7 +171,7 @@ def run(mode: str, suite: Path, extra_args: list | tuple = (), folders=FOLDERS) 
             env.pop(name, None)
         for name in [n for n in env if n.startswith("PYTEST_XDIST_")]:  # ours, if we run under xdist
             env.pop(name)
-        command = [sys.executable, "-m", "pytest", *PEER_ARGS, "-n", str(PEER_WORKERS), f"--junitxml={junit}",
+        command = [sys.executable, "-m", "pytest", *PEER_ARGS, "-n", str(workers), f"--junitxml={junit}",
                    f"--basetemp={Path(tmp) / 'basetemp'}", *extra_args, *folders]
         started = time.monotonic()
         log = Path(tmp) / "output.txt"
@@ -211,6 +218,21 @@ def _merged_reports(paths: list) -> dict:
     return merged
 
 
+def run_and_retry(mode: str, suite: Path, expected: set, extra_args: list | tuple = ()) -> Result:
+    """``run``, then the failures not in ``expected`` again, alone: those that pass there move
+    from the failures to ``Result.flaky``."""
+    result = run(mode, suite, extra_args)
+    again = sorted(result.failing() - expected)
+    if not again or len(again) > MAX_RETRIED:
+        return result
+    second = run(mode, suite, extra_args, folders=again, workers=1)
+    for nodeid in again:
+        if second.outcomes.get(nodeid) == "passed":
+            result.outcomes[nodeid] = "passed"
+            result.flaky[nodeid] = result.messages.pop(nodeid, "")
+    return result
+
+
 # --- in the background, beside the rest of the suite -------------------------------------
 
 _background: dict = {}  # mode -> Future of its Result
@@ -223,7 +245,8 @@ def start_in_background(mode: str = "eda_gateway") -> None:
 
     if mode not in _background:
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"peer-{mode}")
-        _background[mode] = executor.submit(lambda: run(mode, peer_suite()))
+        expected = set(known_differences()) | set(unstable()) if mode == "eda_gateway" else set()
+        _background[mode] = executor.submit(lambda: run_and_retry(mode, peer_suite(), expected))
         executor.shutdown(wait=False)
 
 

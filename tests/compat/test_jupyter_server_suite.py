@@ -8,8 +8,10 @@ single-user mode (jupyter_server's default identity, one token) and default limi
 Strict both ways: every failing test must be listed, with its justification, in
 ``jupyter_server_known_differences.json``, and every listed test must still fail (a
 listed test that passes is a stale entry: remove it). Its ``unstable`` entries are tests
-whose outcome with eda_gateway depends on timing (each says why); they may pass or fail. ``scripts/compat.sh`` runs the same
-tests on a plain server too and prints both counts.
+whose outcome with eda_gateway depends on timing (each says why); they may pass or fail.
+Any other failure is run again alone (``jupyter_server_suite.run_and_retry``): one that passes
+there is a warning, not a failure. ``scripts/compat.sh`` runs the same tests on a plain
+server too and prints both counts.
 
 Without the download (no network, no PyPI): skip, or fail under ``EDA_STRICT=1``.
 """
@@ -17,6 +19,7 @@ Without the download (no network, no PyPI): skip, or fail under ``EDA_STRICT=1``
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 
@@ -71,6 +74,8 @@ def test_no_error_hidden_in_process(eda_run):
 
 
 def test_every_failure_is_a_known_difference(eda_run):
+    for nodeid, how in eda_run.flaky.items():  # shown in the warnings summary: worth a look if it recurs
+        warnings.warn(f"{nodeid} failed in the whole run ({how}) and passed alone", stacklevel=1)
     known = set(peer.known_differences()) | set(peer.unstable())
     unexpected = sorted(eda_run.failing() - known)
     assert not unexpected, (

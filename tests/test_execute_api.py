@@ -443,20 +443,29 @@ def test_rest_and_websocket_share_the_per_minute_budget(tight):
         ws.close()
 
 
+def wait_for_running(srv, user, source, timeout=30.0) -> None:
+    """Until ``user``'s budget counts a running execution from ``source`` (notebook, api)."""
+    deadline = time.monotonic() + timeout
+    while not any(e["source"] == source
+                  for e in srv.get(f"{API}/rate-limit-status", user).json()["active_executions"]):
+        assert time.monotonic() < deadline, f"no {source} execution of {user} started"
+        time.sleep(0.05)
+
+
 def test_rest_and_websocket_share_the_concurrency_limit(tight):
     kernel_id = tight.start_kernel("alice")
     ws = tight.kernel_ws(kernel_id, "alice")
     try:
-        msg_id = ws.execute("import time; time.sleep(2)")  # the notebook holds the only slot
-        time.sleep(0.5)
+        msg_id = ws.execute("import time; time.sleep(3)")  # the notebook holds the only slot
+        wait_for_running(tight, "alice", "notebook")
         refused = run(tight, "events", "1")
         assert refused.status_code == 429, refused.text
         assert refused.json()["reason"] == "concurrent"
         ws.collect(msg_id)
 
-        busy = threading.Thread(target=run, args=(tight, "events", "import time; time.sleep(2)"))
+        busy = threading.Thread(target=run, args=(tight, "events", "import time; time.sleep(3)"))
         busy.start()  # now the REST run holds it
-        time.sleep(1.0)
+        wait_for_running(tight, "alice", "api")
         over = ws.run("1")
         busy.join()
         assert over.error["ename"] == "RateLimitExceeded"

@@ -344,6 +344,20 @@ class KernelClient:
                 idle = True
         return got
 
+    def wait_for_output(self, msg_id: str, text: str, timeout: float = 60) -> None:
+        """Read until ``msg_id`` prints ``text``: its code is running (e.g. before interrupting it).
+        Its earlier messages are dropped; ``collect`` gets the rest."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{msg_id} did not print {text!r}")
+            msg = self.recv(remaining)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                self.backlog.append(msg)
+            elif msg.get("msg_type") == "stream" and text in msg["content"].get("text", ""):
+                return
+
     def run(self, code: str, timeout: float = 60) -> Execution:
         msg_id = self.execute(code)
         return Execution(msg_id, self.collect(msg_id, timeout))

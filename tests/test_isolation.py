@@ -298,8 +298,8 @@ def test_kernels_keep_working_inside(scenario):
                      timeout=120)
     assert plot.error is None and plot.stdout.strip() == "True", (plot.error, plot.stdout)
 
-    msg_id = alice.execute("import time\ntime.sleep(30)")
-    time.sleep(1.5)
+    msg_id = alice.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
+    alice.wait_for_output(msg_id, "sleeping")
     assert srv.post(f"/api/kernels/{sc.alice_kid}/interrupt", "alice").status_code == 204
     msgs = alice.collect(msg_id, timeout=20)
     assert [m["content"]["ename"] for m in msgs if m["msg_type"] == "error"] == ["KeyboardInterrupt"]

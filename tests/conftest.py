@@ -125,6 +125,26 @@ def jp_asyncio_loop():
         loop.close()
 
 
+@pytest.fixture(autouse=True)
+def jp_server_cleanup(jp_asyncio_loop):
+    """pytest-jupyter's autouse clean-up of the in-process server, only after a test that made
+    one: it made a blank ServerApp after every other test too, and after the browser tests
+    (Playwright's loop running) could not clean that up, a RuntimeWarning each time."""
+    yield
+    from jupyter_server.serverapp import ServerApp
+
+    if not ServerApp.initialized():
+        return
+    app = ServerApp.instance()
+    try:
+        jp_asyncio_loop.run_until_complete(app._cleanup())
+    except (RuntimeError, SystemExit) as e:
+        print("ignoring cleanup error", e)  # noqa: T201
+    if hasattr(app, "kernel_manager"):
+        app.kernel_manager.context.destroy()
+    ServerApp.clear_instance()  # cleaned up: the next test has none to clean
+
+
 @pytest.fixture
 def jp_server_config(tmp_path):
     return eda_config(tmp_path)

@@ -18,7 +18,9 @@ Leases live in the execution ledger (eda_gateway/ledger.py): this ends them ther
 the ``execute_reply`` seen here (the lease keeper also ends them when the kernel goes
 idle, restarts, dies or stops). Sandbox verdicts arrive on the verdict bus: a killed
 kernel's in-flight executions are ended here with the verdict's error; an interrupted
-execution's error and reply are renamed to it.
+execution's error and reply are renamed to it. From a kill (or a restart) until the new
+process is up, what the client sends waits (eda_gateway/restart_hold.py): the old process
+would lose it without an answer.
 
 jupyter_server builds the connection itself, so its collaborators come from one place:
 the ``ConnectionServices`` the app puts in the web app's settings (``SETTINGS_KEY``).
@@ -27,6 +29,7 @@ the ``ConnectionServices`` the app puts in the web app's settings (``SETTINGS_KE
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,7 +47,8 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 from .admission import UNAVAILABLE
 from .ledger import KILLED, REPLIED, UNDELIVERED
 from .refusal_flood import CLOSE_CODE as FLOOD_CLOSE_CODE
-from .verdicts import ADMISSION_UNAVAILABLE, INVALID_EXECUTE_REQUEST, RATE_LIMIT_EXCEEDED, Verdict
+from .restart_hold import RestartHold
+from .verdicts import ADMISSION_UNAVAILABLE, INVALID_EXECUTE_REQUEST, KERNEL_RESTARTED, RATE_LIMIT_EXCEEDED, Verdict
 
 V1 = "v1.kernel.websocket.jupyter.org"
 TOO_MANY_CONNECTIONS = "TooManyConnections"
@@ -130,6 +134,13 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         self._unsubscribe = None
         self._flood = None  # RefusalFlood, from the first refusal on
         self._flooded = False
+        self._hold = RestartHold(
+            ready=lambda: self.kernel_manager.ready,
+            release=self._release_held,
+            refuse=self._refuse_held,
+            clock=time.monotonic,
+            call_later=lambda delay, callback: IOLoop.current().call_later(delay, callback),
+        )
 
     @property
     def services(self) -> ConnectionServices:
@@ -183,9 +194,13 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         return connected
 
     def _on_kernel_event(self, event: str, kernel_id: str, owner: str) -> None:
+        if kernel_id != self.kernel_id:
+            return
+        if event in ("restarting", "died"):  # the old process is going: nothing more for it
+            self._hold.begin()
         # jupyter_server leaves a stopped kernel's websockets open: they would hold their
         # place (and their ZMQ sockets) until the client noticed.
-        if event == "stopped" and kernel_id == self.kernel_id:
+        if event == "stopped":
             self.services.connections.release(self)
             if self.websocket_handler.ws_connection is not None:
                 self.websocket_handler.close(KERNEL_GONE, "the kernel was shut down")
@@ -205,12 +220,16 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         self._inflight.clear()
         self._ended.clear()
         self._rewrites.clear()
+        self._hold.drop()
         return super().disconnect()
 
     # --- client -> kernel --------------------------------------------------------
 
     def handle_incoming_message(self, incoming_msg) -> None:
         if self._flooded:  # closing: nothing more from this client
+            return
+        if self._hold.holding:  # the kernel is restarting: passed on once it is up
+            self._hold.hold(incoming_msg)
             return
         if not self.channels:
             return super().handle_incoming_message(incoming_msg)
@@ -249,6 +268,23 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
                 msg_id = header.get("msg_id")  # admitted above, so a string
                 self.services.ledger.finish(self.kernel_id, msg_id, UNDELIVERED)
                 self._inflight.pop(msg_id, None)
+
+    def _release_held(self, messages: list) -> None:
+        for message in messages:  # in order, as if they arrived now (admission included)
+            self.handle_incoming_message(message)
+
+    def _refuse_held(self, message) -> None:
+        """One message too many while the kernel restarts: an execution is answered."""
+        try:
+            channel, header, _ = self._parse(message)
+        except Exception:
+            return
+        if header is not None and header.get("msg_type") == "execute_request":
+            why = (f"the kernel is restarting and {self._hold.max_messages} messages already wait for it: "
+                   "run this again once it is back")
+            self._answer_refusal(ending_messages(self.session, header, KERNEL_RESTARTED, why, channel),
+                                 "eda_gateway: refused an execute_request of %s on kernel %s: %s",
+                                 self.username, self.kernel_id, why)
 
     def _parse(self, incoming_msg) -> tuple[str, dict | None, object]:
         """(channel, header or None, what to forward); raises on a malformed message."""
@@ -392,6 +428,7 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             self._write_all(ending_messages(self.session, header, verdict.ename, verdict.evalue,
                                             details=verdict.details))
         self._inflight.clear()
+        self._hold.begin()  # the kernel is killed and restarted: what comes next waits for it
 
     # --- writing -------------------------------------------------------------------
 

@@ -82,3 +82,37 @@ def test_a_restart_through_the_api_answers_what_was_running_and_queued(gw):
     finally:
         kc.close()
         gw.delete(f"/api/kernels/{kid}", "carol")
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory):
+    """The default watchdog: it publishes the verdict, then kills and restarts the kernel."""
+    srv = GatewayServer(tmp_path_factory.mktemp("watched"), extra_config=(
+        "c.EDASandbox.max_memory_mb = 128\n"
+        "c.EDAIsolation.isolation = 'none'\n"
+        "c.EDARateLimiter.max_executions_per_minute = 1000\n"
+        "c.EDARateLimiter.max_concurrent_executions = 4\n"
+    )).start()
+    yield srv
+    srv.stop()
+
+
+def test_what_is_sent_right_after_a_kill_runs_on_the_restarted_kernel(watched):
+    """A client that sends its next cell as soon as it hears MemoryLimitExceeded: the old
+    process may still be there, and took (and lost) that cell in one kill of three to ten.
+    It waits for the new process instead (eda_gateway/restart_hold.py)."""
+    kid = watched.start_kernel("alice")
+    kc = watched.kernel_ws(kid, "alice")
+    try:
+        assert kc.run("1").result == "1"
+        for attempt in range(20):
+            doomed, queued = kc.execute(ALLOCATE), kc.execute("'queued'")
+            for msg_id in (doomed, queued):
+                ended = [m for m in kc.collect(msg_id, timeout=90) if m["msg_type"] == "execute_reply"]
+                assert ended[0]["content"]["ename"] == "MemoryLimitExceeded", (attempt, ended)
+            after = kc.run("print('after', flush=True)", timeout=60)  # at once: TimeoutError if it was lost
+            assert after.stdout == "after\n", (attempt, after.reply)
+        assert watched.get("/advanced-eda/api/rate-limit-status", "alice").json()["concurrent_executions"] == 0
+    finally:
+        kc.close()
+        watched.delete(f"/api/kernels/{kid}", "alice")

@@ -298,8 +298,24 @@ class KernelClient:
             self.ws.send(json.dumps(msg))
 
     def recv(self, timeout: float = 60) -> dict:
-        self.ws.settimeout(timeout)
-        frame = self.ws.recv()
+        """The next message, or WebSocketTimeoutException after ``timeout`` seconds. The
+        server's pings (every 30 s) are frames too: read frame by frame, or a ping would
+        restart the socket's timeout and a lost reply would hang the test, not fail it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise websocket.WebSocketTimeoutException(f"no message in {timeout:g} s")
+            self.ws.settimeout(remaining)
+            opcode, data = self.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                frame = data.decode("utf-8") if isinstance(data, bytes) else data
+                break
+            if opcode == websocket.ABNF.OPCODE_BINARY:
+                frame = data
+                break
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise websocket.WebSocketConnectionClosedException("the server closed the websocket")
         if isinstance(frame, bytes):
             from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
 

@@ -11,8 +11,9 @@ holds no lease, so nothing ends it while it waits).
 The restart is over when the kernel manager's ``ready`` future is a new one that is done
 (jupyter_client makes a new one for every shutdown and start). A restart that never comes
 (the kernel is shut down instead) ends the hold after ``max_wait`` seconds; the connection
-usually closes first. At most ``max_messages`` wait: later ones are refused (``refuse``),
-so a client cannot grow the server's memory while a kernel restarts.
+usually closes first. At most ``max_messages`` wait, of ``max_bytes`` together: later ones
+are refused (``refuse``), so a client cannot grow the server's memory while a kernel
+restarts (a websocket message may be 10 MiB: 100 of them would be 1 GiB a connection).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class RestartHold:
     def __init__(self, ready: Callable[[], object], release: Callable[[list], None],
                  refuse: Callable[[object], None], clock: Callable[[], float],
                  call_later: Callable[[float, Callable[[], None]], object],
-                 max_messages: int = 100, max_wait: float = 120.0) -> None:
+                 max_messages: int = 100, max_bytes: int = 8 << 20, max_wait: float = 120.0) -> None:
         """``ready``: the kernel manager's current ready future; ``release(messages)``
         passes the held messages on; ``refuse(message)`` answers one that cannot wait."""
         self.ready = ready
@@ -35,11 +36,13 @@ class RestartHold:
         self.clock = clock
         self.call_later = call_later
         self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self.max_wait = max_wait
         self._held: list | None = None  # None: not holding
         self._before = None  # the ready future when the hold began
         self._before_done = False
         self._since = 0.0
+        self._bytes = 0
 
     @property
     def holding(self) -> bool:
@@ -48,7 +51,7 @@ class RestartHold:
     def begin(self) -> None:
         """The kernel is being killed or restarted: hold what the client sends from now on."""
         if self._held is None:
-            self._held = []
+            self._held, self._bytes = [], 0
             self._before = self.ready()
             self._before_done = _done(self._before)
             self._since = self.clock()
@@ -56,10 +59,12 @@ class RestartHold:
 
     def hold(self, message) -> None:
         assert self._held is not None, "hold() only while holding"
-        if len(self._held) >= self.max_messages:
+        size = len(message)  # a str or bytes frame
+        if len(self._held) >= self.max_messages or self._bytes + size > self.max_bytes:
             self.refuse(message)
         else:
             self._held.append(message)
+            self._bytes += size
 
     def drop(self) -> None:
         """The connection is closing: nothing is passed on."""

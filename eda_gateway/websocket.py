@@ -280,8 +280,8 @@ class EDAKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
         except Exception:
             return
         if header is not None and header.get("msg_type") == "execute_request":
-            why = (f"the kernel is restarting and {self._hold.max_messages} messages already wait for it: "
-                   "run this again once it is back")
+            why = (f"the kernel is restarting and enough already waits for it (at most {self._hold.max_messages} "
+                   f"messages, {self._hold.max_bytes >> 20} MiB): run this again once it is back")
             self._answer_refusal(ending_messages(self.session, header, KERNEL_RESTARTED, why, channel),
                                  "eda_gateway: refused an execute_request of %s on kernel %s: %s",
                                  self.username, self.kernel_id, why)

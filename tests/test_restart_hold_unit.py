@@ -133,3 +133,16 @@ def test_a_second_kill_while_holding_keeps_one_hold():
     loop.advance(1)
     assert released == ["a"]
     assert len(loop.timers) == 0  # one poll chain, ended
+
+
+def test_beyond_max_bytes_they_are_refused_not_kept():
+    kernel, loop = Kernel(), FakeLoop()
+    hold, released, refused = make(kernel, loop, max_bytes=10)
+    hold.begin()
+    for message in ("aaaa", b"bbbb", "cccc", "d"):
+        hold.hold(message)
+    assert refused == ["cccc"]
+    kernel.restart_begins()
+    kernel.restart_ends()
+    loop.advance(POLL_SECONDS)
+    assert released == ["aaaa", b"bbbb", "d"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
@@ -29,7 +30,7 @@ from eda_gateway.ledger import REPLIED, ExecutionBus, ExecutionLedger
 from eda_gateway.limits import Limits
 from eda_gateway.refusal_flood import RefusalFlood
 from eda_gateway.refusal_log import RefusalLog
-from eda_gateway.verdicts import VerdictBus
+from eda_gateway.verdicts import Verdict, VerdictBus
 from eda_gateway.websocket import SETTINGS_KEY, V1, ConnectionServices, EDAKernelWebsocketConnection
 
 KERNEL_ID = "00000000-0000-4000-8000-0000000000aa"
@@ -57,6 +58,16 @@ class _Kernel(Configurable):
     """One kernel's manager: the connection's parent (never started here)."""
 
     kernel_id = Unicode(KERNEL_ID)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ready = _done()  # jupyter_client's: a new future for every (re)start
+
+
+def _done() -> Future:
+    future = Future()
+    future.set_result(None)
+    return future
 
 
 class CapturingStream:
@@ -268,3 +279,30 @@ def test_other_messages_pass_without_admission_even_when_the_budget_is_spent(pro
     assert h.written == []  # nothing refused
     usage = h.admission.usage(USER)
     assert (usage.executions_in_window, usage.concurrent_executions) == (2, 0)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_after_a_kill_messages_wait_for_the_new_process_then_go_through_admission(protocol):
+    h = Harness(protocol, Limits(max_executions_per_minute=100, max_concurrent_executions=2, window_seconds=60.0))
+    doomed = h.execute("x = bytearray(10**10)")
+    h.conn._on_verdict(Verdict("MemoryLimitExceeded", "over 512 MiB", KERNEL_ID, None, killed=True))
+    assert msg_types(h.client_got())[-1] == "execute_reply"  # the doomed one is answered
+    h.written.clear()
+    h.conn._hold.max_messages = 2
+    info = h.send("kernel_info_request")
+    first, second, third = h.execute("1"), h.execute("2"), h.execute("3")
+    assert msg_types(h.kernel_got("shell")) == ["execute_request"]  # only the doomed one reached the old process
+    assert not h.ledger.holds(KERNEL_ID, first["header"]["msg_id"])  # waiting: no lease yet
+    # past max_messages: answered now, never sent
+    refused = h.client_got()
+    assert {m["parent_header"]["msg_id"] for m in refused} == {second["header"]["msg_id"], third["header"]["msg_id"]}
+    assert {m["content"]["ename"] for m in refused if m["header"]["msg_type"] == "execute_reply"} == {"KernelRestarted"}
+    h.conn.parent.ready = Future()  # the restart begins ...
+    h.conn._hold._check()
+    assert len(h.kernel_got("shell")) == 1
+    h.conn.parent.ready.set_result(None)  # ... and ends: what waited goes on, in order, admitted
+    h.conn._hold._check()
+    assert [m["header"]["msg_id"] for m in h.kernel_got("shell")[1:]] == [info["header"]["msg_id"],
+                                                                          first["header"]["msg_id"]]
+    assert h.ledger.holds(KERNEL_ID, first["header"]["msg_id"])
+    assert doomed["header"]["msg_id"] not in [m["parent_header"].get("msg_id") for m in h.client_got()]

@@ -118,7 +118,8 @@ def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(noteboo
     expect(item).to_contain_text(re.compile(r"Limited \(\d+ s\)"))
     pause_clock(notebook)
     wait = shown_seconds(item)
-    assert wait > 15, f"the window is 60 s: {wait} s left means the host took most of it"
+    # the jump below is 10 s: what is left must outlast it (the window is 60 s from the first cell)
+    assert wait > 11, f"the window is 60 s: {wait} s left means the host took most of it"
     # a status answer during the jump would re-base the countdown on the server's real time
     # (Lab's kernel poll triggers one): status requests fail while the clock moves
     notebook.route(STATUS_REQUESTS, lambda route: route.abort())

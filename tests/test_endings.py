@@ -7,6 +7,8 @@ used to lose the verdict, on purpose, every time.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from harness import GatewayServer
@@ -116,3 +118,25 @@ def test_what_is_sent_right_after_a_kill_runs_on_the_restarted_kernel(watched):
     finally:
         kc.close()
         watched.delete(f"/api/kernels/{kid}", "alice")
+
+
+def test_cells_sent_while_the_api_restarts_the_kernel_are_all_answered(gw):
+    """JupyterLab waits for a restart before it sends again; other clients may not. Whatever
+    arrives while the old process goes either ran there (then KernelRestarted) or waits for
+    the new one: never lost (without the hold, one of the first five was)."""
+    kid = gw.start_kernel("bob")
+    kc = gw.kernel_ws(kid, "bob")
+    try:
+        assert kc.run("1").result == "1"
+        for attempt in range(3):
+            restart = threading.Thread(target=gw.post, args=(f"/api/kernels/{kid}/restart", "bob"))
+            restart.start()
+            sent = [kc.execute(f"{attempt} * 10 + {i}") for i in range(5)]
+            for i, msg_id in enumerate(sent):
+                reply = [m for m in kc.collect(msg_id, timeout=60) if m["msg_type"] == "execute_reply"][0]["content"]
+                assert reply["status"] == "ok" or reply["ename"] == "KernelRestarted", (attempt, i, reply)
+            restart.join(60)
+        assert kc.run("'still here'").result == "'still here'"
+    finally:
+        kc.close()
+        gw.delete(f"/api/kernels/{kid}", "bob")

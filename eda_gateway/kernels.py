@@ -226,6 +226,14 @@ class EDAKernelManager(AsyncMappingKernelManager):
                 self.log.exception("eda_gateway: culling kernel %s failed", kernel_id)
         return culled
 
+    def pre_start_kernel(self, kernel_name, kwargs):
+        km, kernel_name, kernel_id = super().pre_start_kernel(kernel_name, kwargs)
+        # jupyter_client lists a kernel once its process started, jupyter_server marks it a loop
+        # turn later: a listing in between raised TraitError (a 500), likely beside a warm start
+        km.execution_state = "starting"
+        km.last_activity = utcnow()
+        return km, kernel_name, kernel_id
+
     async def start_kernel(self, *, kernel_id=None, path=None, eda_owner=None, **kwargs):
         owner = eda_owner or current_username() or self.default_owner
         # eda_owner: the REST runner, starting for a user it has authorized

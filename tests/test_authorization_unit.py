@@ -230,3 +230,15 @@ def test_folders_of_the_contents_api(tmp_path, ownership):
         with pytest.raises(HTTPError) as refused:
             folder_for(root, actor, wired)
         assert refused.value.status_code == 403
+
+
+def test_a_kernel_listed_before_jupyter_server_marks_its_start_has_a_model(kernel_manager):
+    """jupyter_client lists a kernel once its process started; jupyter_server sets its
+    ``last_activity`` an event-loop turn later. A GET /api/kernels in between was a 500
+    (seen when a warm kernel started beside a listing)."""
+    km = kernel_manager
+    kernel, _, kernel_id = km.pre_start_kernel(None, {"kernel_id": "00000000-0000-4000-8000-00000000000f"})
+    km._kernels[kernel_id] = kernel  # where _add_kernel_when_ready puts it, before the start is marked
+    km._owners[kernel_id] = "alice"
+    [model] = km.list_kernels()  # outside a request: the server itself asks
+    assert model["id"] == kernel_id and model["execution_state"] == "starting" and model["last_activity"]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,13 @@ import requests
 import websocket
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token", "admin": "admin-token"}
+
+def until_released(name: str) -> str:
+    """Cell code that runs until the test calls ``GatewayServer.release(user, name)`` (a file
+    in the user's workspace, the kernel's working directory); the execution time limit ends
+    it if the test fails first."""
+    return f"import os, time\nwhile not os.path.exists({name!r}): time.sleep(0.05)"
+
 
 MULTI_USER_CONFIG = """
 c.ServerApp.identity_provider_class = "eda_gateway.auth.EDAIdentityProvider"
@@ -228,6 +236,10 @@ class GatewayServer:
     def put(self, path, user="alice", **kw):
         return self.request("PUT", path, user, **kw)
 
+    def release(self, user: str, name: str) -> None:
+        """End ``until_released(name)`` cells of ``user``: the file appears in their workspace."""
+        (self.workspace_root / f"eda_user_{user}" / name).touch()
+
     def start_kernel(self, user: str = "alice", **body) -> str:
         r = self.post("/api/kernels", user, json=body)
         assert r.status_code == 201, (r.status_code, r.text)
@@ -340,38 +352,39 @@ class KernelClient:
         self.send(msg)
         return msg["header"]["msg_id"]
 
-    def collect(self, msg_id: str, timeout: float = 60) -> list[dict]:
-        """All messages parented to ``msg_id`` until its execute_reply and idle status."""
-        got, reply, idle = [], False, False
+    def _parented(self, msg_id: str, timeout: float, what: Callable[[], str]):
+        """The messages parented to ``msg_id`` as they come (others go to ``backlog``), until
+        the caller stops; TimeoutError saying ``what()`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while not (reply and idle):
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no reply to {msg_id}; got {[m.get('msg_type') for m in got]}")
+                raise TimeoutError(what())
             msg = self.recv(remaining)
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 self.backlog.append(msg)
-                continue
+            else:
+                yield msg
+
+    def collect(self, msg_id: str, timeout: float = 60) -> list[dict]:
+        """All messages parented to ``msg_id`` until its execute_reply and idle status."""
+        got, reply, idle = [], False, False
+        for msg in self._parented(msg_id, timeout, lambda: f"no reply to {msg_id}; got "
+                                  f"{[m.get('msg_type') for m in got]}"):
             got.append(msg)
             mtype = msg.get("msg_type") or msg["header"]["msg_type"]
             if mtype == "execute_reply":
                 reply = True
             if mtype == "status" and msg["content"].get("execution_state") == "idle":
                 idle = True
-        return got
+            if reply and idle:
+                return got
 
     def wait_for_output(self, msg_id: str, text: str, timeout: float = 60) -> None:
         """Read until ``msg_id`` prints ``text``: its code is running (e.g. before interrupting it).
         Its earlier messages are dropped; ``collect`` gets the rest."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{msg_id} did not print {text!r}")
-            msg = self.recv(remaining)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                self.backlog.append(msg)
-            elif msg.get("msg_type") == "stream" and text in msg["content"].get("text", ""):
+        for msg in self._parented(msg_id, timeout, lambda: f"{msg_id} did not print {text!r}"):
+            if msg.get("msg_type") == "stream" and text in msg["content"].get("text", ""):
                 return
 
     def run(self, code: str, timeout: float = 60) -> Execution:

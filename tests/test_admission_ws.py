@@ -17,7 +17,7 @@ import psutil
 import websocket
 import pytest
 
-from harness import TOKENS, GatewayServer, new_message
+from harness import TOKENS, GatewayServer, new_message, until_released
 
 pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
 
@@ -176,21 +176,12 @@ def test_an_override_raises_one_users_limit(gw, kernels):
         kc.close()
 
 
-# A cell that runs until the test says so: the test creates the file in the user's workspace
-# (the kernel's working directory). The execution time limit ends it if the test fails.
-HOLD = "import os, time\nwhile not os.path.exists({name!r}): time.sleep(0.05)"
-
-
-def release(gw, user: str, name: str) -> None:
-    (gw.workspace_root / f"eda_user_{user}" / name).touch()
-
-
 def test_a_third_busy_kernel_is_refused_but_run_all_in_one_kernel_is_not(gw, kernels):
     k1, k2, k3 = kernels("conc", 3)
     c1, c2, c3 = (gw.kernel_ws(k, "conc") for k in (k1, k2, k3))
     try:
-        slow1 = c1.execute(HOLD.format(name="go1"))
-        slow2 = c2.execute(HOLD.format(name="go2"))
+        slow1 = c1.execute(until_released("go1"))
+        slow2 = c2.execute(until_released("go2"))
         s = wait_for_concurrent(gw, "conc", 2)
         assert s["status"] == "limited"
         assert sorted(e["kernel_id"] for e in s["active_executions"]) == sorted([k1, k2])
@@ -207,12 +198,12 @@ def test_a_third_busy_kernel_is_refused_but_run_all_in_one_kernel_is_not(gw, ker
 
         # "Run All": five more cells queued behind the running one in k1 are admitted
         run_all = [c1.execute(f"x = {i}") for i in range(5)]
-        release(gw, "conc", "go1")
+        gw.release("conc", "go1")
         results = collect_many(c1, [slow1, *run_all])
         for mid in run_all:
             reply = next(m for m in results[mid] if msg_type(m) == "execute_reply")["content"]
             assert reply["status"] == "ok", reply
-        release(gw, "conc", "go2")
+        gw.release("conc", "go2")
         c2.collect(slow2)
         # both kernels are done: the third kernel runs at once
         assert c3.run("3").reply["status"] == "ok"

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from harness import GatewayServer
+from harness import GatewayServer, until_released
 
 pytestmark = pytest.mark.e2e  # real servers (tests/conftest.py: tiers)
 
@@ -456,17 +456,19 @@ def test_rest_and_websocket_share_the_concurrency_limit(tight):
     kernel_id = tight.start_kernel("alice")
     ws = tight.kernel_ws(kernel_id, "alice")
     try:
-        msg_id = ws.execute("import time; time.sleep(3)")  # the notebook holds the only slot
+        msg_id = ws.execute(until_released("notebook-done"))  # the notebook holds the only slot
         wait_for_running(tight, "alice", "notebook")
         refused = run(tight, "events", "1")
         assert refused.status_code == 429, refused.text
         assert refused.json()["reason"] == "concurrent"
+        tight.release("alice", "notebook-done")
         ws.collect(msg_id)
 
-        busy = threading.Thread(target=run, args=(tight, "events", "import time; time.sleep(3)"))
+        busy = threading.Thread(target=run, args=(tight, "events", until_released("rest-done")))
         busy.start()  # now the REST run holds it
         wait_for_running(tight, "alice", "api")
         over = ws.run("1")
+        tight.release("alice", "rest-done")
         busy.join()
         assert over.error["ename"] == "RateLimitExceeded"
         assert "concurren" in over.error["evalue"].lower()

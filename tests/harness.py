@@ -353,18 +353,28 @@ class KernelClient:
         return msg["header"]["msg_id"]
 
     def _parented(self, msg_id: str, timeout: float, what: Callable[[], str]):
-        """The messages parented to ``msg_id`` as they come (others go to ``backlog``), until
+        """The messages parented to ``msg_id``: those already read (in ``backlog``, while
+        another execution was collected), then as they come (others go to ``backlog``), until
         the caller stops; TimeoutError saying ``what()`` after ``timeout`` seconds."""
+        def ours(msg) -> bool:
+            return msg.get("parent_header", {}).get("msg_id") == msg_id
+
+        earlier = [msg for msg in self.backlog if ours(msg)]
+        self.backlog[:] = [msg for msg in self.backlog if not ours(msg)]
+        yield from earlier
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(what())
-            msg = self.recv(remaining)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                self.backlog.append(msg)
-            else:
+            try:
+                msg = self.recv(remaining)
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(what()) from None
+            if ours(msg):
                 yield msg
+            else:
+                self.backlog.append(msg)
 
     def collect(self, msg_id: str, timeout: float = 60) -> list[dict]:
         """All messages parented to ``msg_id`` until its execute_reply and idle status."""

@@ -122,8 +122,34 @@ class Hub:
         self.proc.wait()
         self._log.close()
 
+    def interesting_log(self, lines: int = 80) -> str:
+        """The log's last ``lines`` without the polls of a user's model (``spawn``'s own)."""
+        kept = [line for line in self.log().splitlines() if not _POLL.search(line)]
+        return "\n".join(kept[-lines:])
+
+    def spawn(self, name: str, token: str, timeout: float = 180) -> None:
+        """Ask the Hub to start ``name``'s server (as its home page does) and wait until the
+        Hub calls it ready. A spawn the Hub gave up on (its start_timeout) fails at once."""
+        r = requests.post(f"{self.url}/hub/api/users/{name}/server", headers=with_token(token), timeout=60)
+        assert r.status_code in (201, 202), (r.status_code, r.text)
+        deadline = time.monotonic() + timeout
+        gone = 0  # polls in a row that saw neither a pending spawn nor a ready server
+        while time.monotonic() < deadline:
+            model = requests.get(f"{self.url}/hub/api/users/{name}", headers=with_token(token), timeout=30).json()
+            server = (model.get("servers") or {}).get("", {})
+            if server.get("ready"):
+                return
+            gone = 0 if server.get("pending") else gone + 1
+            if gone >= 3:
+                raise AssertionError(f"the Hub gave up on {name}'s server:\n{self.interesting_log()}")
+            time.sleep(1)
+        raise AssertionError(f"{name}'s server was not ready in {timeout} s:\n{self.interesting_log()}")
+
     def login(self, name: str, password: str = PASSWORD) -> HubUser:
         return HubUser(self, name).login(password)
+
+
+_POLL = re.compile(r" 200 GET /hub/api/users/[^/ ]+ ")
 
 
 class HubUser:

@@ -132,19 +132,11 @@ def test_a_user_without_access_to_the_service_gets_403(hub):
 def test_a_hub_spawned_server_runs_its_kernels_on_the_service_as_its_owner(hub, people):
     """alice's own server (the Hub spawns it) uses the service as its kernel gateway
     (GatewayClient, with the server's Hub token): her kernels, her budget, on the service."""
-    import time
-
     import requests
 
     alice = people["alice"]
     token = alice.new_token("her own server")
-    r = requests.post(f"{hub.url}/hub/api/users/alice/server", headers=with_token(token), timeout=60)
-    assert r.status_code in (201, 202), (r.status_code, r.text)
-    deadline = time.monotonic() + 90
-    while not (requests.get(f"{hub.url}/hub/api/users/alice", headers=with_token(token), timeout=30).json()
-               .get("servers", {}).get("", {}).get("ready")):
-        assert time.monotonic() < deadline, hub.log()[-4000:]
-        time.sleep(0.3)
+    hub.spawn("alice", token)
     r = requests.post(f"{hub.url}/user/alice/api/kernels", headers=with_token(token), json={}, timeout=120)
     assert r.status_code == 201, (r.status_code, r.text)
     kernel = r.json()["id"]

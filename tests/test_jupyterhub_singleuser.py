@@ -7,8 +7,6 @@ enabled by its jupyter_server config) when she asks, as the Hub's home page does
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
@@ -32,17 +30,7 @@ def alice(hub):
     """alice, logged in, her server spawned by the Hub and ready, and a token of hers."""
     person = hub.login("alice")
     person.token = person.new_token("tests")
-    r = requests.post(f"{hub.url}/hub/api/users/alice/server", headers=with_token(person.token), timeout=60)
-    assert r.status_code in (201, 202), (r.status_code, r.text)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        model = requests.get(f"{hub.url}/hub/api/users/alice", headers=with_token(person.token), timeout=30).json()
-        server = (model.get("servers") or {}).get("", {})
-        if server.get("ready"):
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail(f"alice's server did not become ready:\n{hub.log()[-4000:]}")
+    hub.spawn("alice", person.token)
     page = person.open("/user/alice/lab")
     assert page.status_code == 200 and page.url.endswith("/user/alice/lab"), (page.status_code, page.url)
     return person

@@ -41,3 +41,7 @@ c.JupyterHub.load_groups = {
     "analysts": {"users": ["alice", "bob"]},
     "eda-admins": {"users": ["erin"]},
 }
+
+# --- spawning: a busy machine may take a minute or more to start a server --------
+c.Spawner.start_timeout = 180  # JupyterHub's default: 60 s
+c.Spawner.http_timeout = 120  # JupyterHub's default: 30 s

@@ -219,18 +219,39 @@ def _merged_reports(paths: list) -> dict:
 
 
 def run_and_retry(mode: str, suite: Path, expected: set, extra_args: list | tuple = ()) -> Result:
-    """``run``, then the failures not in ``expected`` again, alone: those that pass there move
-    from the failures to ``Result.flaky``."""
+    """``run``, then the failures not in ``expected`` and the tests whose servers hid an error
+    again, alone: those that pass there cleanly move to ``Result.flaky``."""
     result = run(mode, suite, extra_args)
-    again = sorted(result.failing() - expected)
+    hidden = _hidden_errors(result.report)
+    again = sorted((result.failing() - expected) | set(hidden))
     if not again or len(again) > MAX_RETRIED:
         return result
     second = run(mode, suite, extra_args, folders=again, workers=1)
+    hidden_again = _hidden_errors(second.report)
     for nodeid in again:
-        if second.outcomes.get(nodeid) == "passed":
-            result.outcomes[nodeid] = "passed"
-            result.flaky[nodeid] = result.messages.pop(nodeid, "")
+        if second.outcomes.get(nodeid) != "passed" or nodeid in hidden_again:
+            continue
+        if nodeid in hidden:  # e.g. a clean-up that outlasted upstream's 10 s timeout under load
+            for key in HIDDEN_ERROR_KEYS:
+                result.report[key] = [e for e in result.report.get(key, []) if not e.startswith(nodeid + ": ")]
+        how = result.messages.pop(nodeid, "") or "; ".join(hidden.get(nodeid, []))
+        result.outcomes[nodeid] = "passed"
+        result.flaky[nodeid] = how
     return result
+
+
+HIDDEN_ERROR_KEYS = ("initialize_errors", "cleanup_errors")
+
+
+def _hidden_errors(report: dict) -> dict:
+    """nodeid -> the errors eda_compat_plugin saw inside its servers' start or clean-up
+    (pytest-jupyter does not let them fail the test)."""
+    errors: dict = {}
+    for key in HIDDEN_ERROR_KEYS:
+        for entry in report.get(key, []):
+            nodeid, _, how = entry.partition(": ")
+            errors.setdefault(nodeid, []).append(how)
+    return errors
 
 
 # --- in the background, beside the rest of the suite -------------------------------------
@@ -313,7 +334,7 @@ def summary(plain: Result | None, eda: Result | None) -> str:
         r = eda.report
         lines.append(f"in-process: {r.get('servers', 0)} servers, eda_gateway active in "
                      f"{r.get('eda_gateway_active', 0)}; identity: {r.get('identity', {})}")
-        for key in ("initialize_errors", "cleanup_errors"):
+        for key in HIDDEN_ERROR_KEYS:
             for item in r.get(key, [])[:20]:
                 lines.append(f"  {key}: {item}")
     if eda is not None and plain is None:

@@ -9,9 +9,9 @@ Strict both ways: every failing test must be listed, with its justification, in
 ``jupyter_server_known_differences.json``, and every listed test must still fail (a
 listed test that passes is a stale entry: remove it). Its ``unstable`` entries are tests
 whose outcome with eda_gateway depends on timing (each says why); they may pass or fail.
-Any other failure is run again alone (``jupyter_server_suite.run_and_retry``): one that passes
-there is a warning, not a failure. ``scripts/compat.sh`` runs the same tests on a plain
-server too and prints both counts.
+Any other failure, and any test whose server hid an error, is run again alone
+(``jupyter_server_suite.run_and_retry``): one that passes there is a warning, not a failure.
+``scripts/compat.sh`` runs the same tests on a plain server too and prints both counts.
 
 Without the download (no network, no PyPI): skip, or fail under ``EDA_STRICT=1``.
 """
@@ -52,6 +52,26 @@ def test_known_differences_are_justified():
         assert isinstance(why, str) and why.strip() and "\n" not in why, f"{nodeid}: give one line of why"
 
 
+def test_a_hidden_error_that_does_not_recur_alone_is_flaky_and_one_that_does_stays(monkeypatch):
+    slow, broken = "tests/services/sessions/test_api.py::test_slow", "tests/services/sessions/test_api.py::test_broken"
+    runs = []
+
+    def fake_run(mode, suite, extra_args=(), folders=peer.FOLDERS, workers=peer.PEER_WORKERS):
+        runs.append(list(folders))
+        result = peer.Result(mode, 1.0, 0, outcomes={slow: "passed", broken: "passed"})
+        errors = [f"{broken}: Failed: Timeout (>10.0s) from pytest-timeout."]
+        if len(runs) == 1:
+            errors.append(f"{slow}: Failed: Timeout (>10.0s) from pytest-timeout.")
+        result.report = {"cleanup_errors": errors}
+        return result
+
+    monkeypatch.setattr(peer, "run", fake_run)
+    result = peer.run_and_retry("eda_gateway", None, expected=set())
+    assert runs[1] == sorted([slow, broken])  # both again, alone
+    assert set(result.flaky) == {slow} and "Timeout" in result.flaky[slow]
+    assert result.report["cleanup_errors"] == [f"{broken}: Failed: Timeout (>10.0s) from pytest-timeout."]
+
+
 def test_the_peer_suite_ran(eda_run):
     # 0: all passed, 1: some failed; anything else is an interrupted run or a usage error
     assert eda_run.returncode in (0, 1), f"pytest exit {eda_run.returncode}:\n{eda_run.tail()}"
@@ -69,7 +89,7 @@ def test_every_server_ran_eda_gateway_in_single_user_mode(eda_run):
 def test_no_error_hidden_in_process(eda_run):
     """pytest-jupyter swallows errors of the server's clean-up; a start-up error fails only its test."""
     report = eda_run.report
-    hidden = report.get("initialize_errors", []) + report.get("cleanup_errors", [])
+    hidden = [e for key in peer.HIDDEN_ERROR_KEYS for e in report.get(key, [])]
     assert not hidden, "\n".join(hidden)
 
 

@@ -29,7 +29,6 @@ c.Spawner.args = [f"--config={os.path.join(here, 'eda_singleuser_config.py')}"]
 c.Spawner.default_url = "/lab"
 c.Spawner.mem_limit = "3G"  # the whole server: eda_gateway's kernels (4 x 512 MB) fit inside
 c.Spawner.cpu_limit = 2.0
-c.Spawner.start_timeout = 60
 # the budget the demo gives each user (tests make it small)
 c.Spawner.environment = {"EDA_DEMO_EXECUTIONS_PER_MINUTE": os.environ.get("EDA_DEMO_EXECUTIONS_PER_MINUTE", "10")}
 

@@ -61,7 +61,7 @@ def test_v2_reports_usage_and_memory_kills(tmp_path):
     leaf.mkdir()
     (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
     backend.prepare(KID, LIMITS)
-    assert backend.memory_kills() == []
+    assert backend.memory_kill_candidates() == []
     (leaf / "memory.current").write_text(str(70 << 20))
     (leaf / "memory.stat").write_text(f"anon 1\ninactive_file {6 << 20}\n")
     (leaf / "memory.peak").write_text(str(66 << 20))
@@ -70,9 +70,63 @@ def test_v2_reports_usage_and_memory_kills(tmp_path):
     (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n")
     usage = backend.sample()[KID]
     assert (usage.memory_bytes, usage.peak_bytes, usage.cpu_seconds, usage.processes) == (64 << 20, 66 << 20, 2.5, 5)
-    [kill] = backend.memory_kills()
+    assert backend.memory_kill_candidates() == [KID]
+    assert backend.memory_kill_candidates() == [KID]  # looking takes nothing
+    kill = backend.take_memory_kill(KID)
     assert (kill.kernel_id, kill.limit_bytes, kill.peak_bytes) == (KID, 64 << 20, 66 << 20)
-    assert backend.memory_kills() == []  # reported once
+    assert backend.memory_kill_candidates() == [] and backend.take_memory_kill(KID) is None  # taken once
+
+
+def test_a_memory_kill_the_auto_restarter_takes_while_the_watchdog_looks_gets_one_verdict(tmp_path):
+    """The watchdog looks for kills off the loop; the kernel's "died" (the auto-restarter, on
+    the loop) may take the kill meanwhile: it names the verdict, and the watchdog adds none."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from eda_gateway.sandbox.watchdog import Watchdog
+
+    own = fake_v2(tmp_path)
+    backend = CgroupV2Backend(log, str(own / "eda_gateway"))
+    backend.start()
+    leaf = own / "eda_gateway" / backend.instance / f"k-{KID}"
+    leaf.mkdir()
+    (leaf / "memory.events").write_text("oom_kill 0\n")
+    backend.prepare(KID, LIMITS)
+    for name, value in (("memory.current", 0), ("memory.peak", 70 << 20), ("cpu.stat", "usage_usec 0"),
+                        ("pids.current", 0), ("memory.stat", "anon 0")):
+        (leaf / name).write_text(f"{value}\n")
+    (leaf / "memory.events").write_text("oom_kill 1\n")
+
+    published, looked, died_done = [], threading.Event(), threading.Event()
+    look = backend.memory_kill_candidates
+
+    def candidates_while_the_kernel_dies():
+        found = look()
+        looked.set()
+        died_done.wait(10)  # the "died" runs on the loop now, between the look and the take
+        return found
+
+    backend.memory_kill_candidates = candidates_while_the_kernel_dies
+
+    async def kill_tree(kernel_id):
+        published.append(("kill_tree", kernel_id))
+
+    sandbox = SimpleNamespace(backend=backend, log=log, kill_tree=kill_tree, kernels={})
+    watchdog = Watchdog(sandbox, None, {}, SimpleNamespace(publish=lambda v: published.append(v.ename)),
+                        limits_for=lambda owner: LIMITS)
+
+    async def main():
+        tick = asyncio.ensure_future(watchdog._check_memory(backend))
+        assert await asyncio.to_thread(looked.wait, 10)  # the tick looked, off the loop
+        kill = backend.take_memory_kill(KID)  # what memory_verdict_for does on "died"
+        assert kill is not None, "the watchdog's look took the kill: the died kernel's verdict is lost"
+        watchdog.memory_verdict(kill)
+        died_done.set()
+        await tick
+
+    asyncio.run(main())
+    assert published == ["MemoryLimitExceeded"]
 
 
 def test_stale_instances_of_dead_servers_are_removed_live_ones_kept(tmp_path):

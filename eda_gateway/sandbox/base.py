@@ -155,12 +155,14 @@ class Backend:
         """Each kernel's cumulative CPU seconds, for the watchdog's tick (keep it cheap)."""
         return {kid: usage.cpu_seconds for kid, usage in self.sample().items()}
 
-    def memory_kills(self) -> list[MemoryKill]:
-        """Kills for memory since the last call."""
+    def memory_kill_candidates(self) -> list[str]:
+        """Kernels with a kill for memory not taken yet. Reads without taking: the watchdog
+        calls it off the event loop, then takes each kill on the loop, where the auto-
+        restarter's "died" also takes it, so whoever takes a kill publishes its verdict."""
         return []
 
     def take_memory_kill(self, kernel_id: str) -> MemoryKill | None:
-        """A kill for memory in this kernel's tree not reported yet (then it is reported)."""
+        """A kill for memory in this kernel's tree not taken yet (then it is taken)."""
         return None
 
 

@@ -231,8 +231,10 @@ class CgroupBackend(Backend):
     def cpu_seconds(self) -> dict[str, float]:
         return {kid: self.cpu_usage(kid) for kid in self.kernel_ids()}
 
-    def memory_kills(self) -> list[MemoryKill]:
-        return [kill for kid in list(self._oom_seen) if (kill := self.take_memory_kill(kid)) is not None]
+    def memory_kill_candidates(self) -> list[str]:
+        with self._oom_lock:
+            seen = dict(self._oom_seen)
+        return [kid for kid, count in seen.items() if self.oom_kills(kid) > count]
 
     def take_memory_kill(self, kernel_id: str) -> MemoryKill | None:
         with self._oom_lock:

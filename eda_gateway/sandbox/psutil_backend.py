@@ -151,10 +151,9 @@ class PsutilBackend(Backend):
                 if t.pid
             }
 
-    def memory_kills(self) -> list[MemoryKill]:
+    def memory_kill_candidates(self) -> list[str]:
         with self._lock:
-            kills, self._kills = self._kills, []
-        return kills
+            return list(dict.fromkeys(k.kernel_id for k in self._kills))
 
     def take_memory_kill(self, kernel_id: str) -> MemoryKill | None:
         with self._lock:

@@ -144,14 +144,22 @@ class Watchdog:
                 backend = self.sandbox.backend
                 if backend is None:
                     continue
-                for kill in await loop.run_in_executor(None, backend.memory_kills):
-                    await self._memory_verdict(kill)
+                await self._check_memory(backend)
                 await self._check_wall_time()
                 await self._check_cpu(await loop.run_in_executor(None, backend.cpu_seconds))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.log.exception("eda_gateway sandbox: watchdog tick failed")
+
+    async def _check_memory(self, backend) -> None:
+        loop = asyncio.get_running_loop()
+        for kernel_id in await loop.run_in_executor(None, backend.memory_kill_candidates):
+            # taken here, on the loop: the auto-restarter's "died" may have taken it meanwhile
+            # and published its verdict (memory_verdict_for); one of the two takes it whole
+            kill = backend.take_memory_kill(kernel_id)
+            if kill is not None:
+                await self._memory_verdict(kill)
 
     async def _check_wall_time(self) -> None:
         if self.ledger is None:

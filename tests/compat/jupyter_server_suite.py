@@ -222,21 +222,24 @@ def run_and_retry(mode: str, suite: Path, expected: set, extra_args: list | tupl
     """``run``, then the failures not in ``expected`` and the tests whose servers hid an error
     again, alone: those that pass there cleanly move to ``Result.flaky``."""
     result = run(mode, suite, extra_args)
-    hidden = _hidden_errors(result.report)
-    again = sorted((result.failing() - expected) | set(hidden))
+    unexpected, hidden = result.failing() - expected, _hidden_errors(result.report)
+    again = sorted(unexpected | set(hidden))
     if not again or len(again) > MAX_RETRIED:
         return result
     second = run(mode, suite, extra_args, folders=again, workers=1)
     hidden_again = _hidden_errors(second.report)
     for nodeid in again:
-        if second.outcomes.get(nodeid) != "passed" or nodeid in hidden_again:
-            continue
+        if nodeid in hidden_again or (nodeid in unexpected and second.outcomes.get(nodeid) != "passed"):
+            continue  # the same alone: not the load's doing
+        how = []
+        if nodeid in unexpected:
+            result.outcomes[nodeid] = "passed"
+            how.append(result.messages.pop(nodeid, ""))
         if nodeid in hidden:  # e.g. a clean-up that outlasted upstream's 10 s timeout under load
             for key in HIDDEN_ERROR_KEYS:
                 result.report[key] = [e for e in result.report.get(key, []) if not e.startswith(nodeid + ": ")]
-        how = result.messages.pop(nodeid, "") or "; ".join(hidden.get(nodeid, []))
-        result.outcomes[nodeid] = "passed"
-        result.flaky[nodeid] = how
+            how.extend(hidden[nodeid])
+        result.flaky[nodeid] = "; ".join(h for h in how if h)
     return result
 
 

@@ -1,8 +1,9 @@
 """What both example Hubs share: ports, state folder, the proxy, the demo login and users.
 
 Loaded by each example's jupyterhub_config.py (``load_subconfig``). Every value can be
-moved with an environment variable, so the tests (tests/test_jupyterhub.py) run these
-very files on free loopback ports and in folders of their own.
+moved with an environment variable, so the tests (tests/test_jupyterhub_service.py,
+tests/test_jupyterhub_singleuser.py, tests/browser/test_hub_login.py) run these very files
+on free loopback ports and in folders of their own.
 """
 
 import os

@@ -227,8 +227,10 @@ class KernelRunner:
 
     def _result(self, kernel_id, msg_id, started, collector, reply_task, verdicts, ended, deadline) -> RunResult:
         duration = time.monotonic() - started
-        # A verdict published just before we subscribed still counts.
-        verdict = verdicts[-1] if verdicts else self.verdicts.recent(kernel_id, msg_id)
+        # A sandbox limit's kill names the run, not the ending ("died", "restarting") that
+        # follows it; a verdict published just before we subscribed still counts.
+        limit = [v for v in verdicts if v.killed and v.ename not in ENDINGS]
+        verdict = (limit or verdicts)[-1] if verdicts else self.verdicts.recent(kernel_id, msg_id)
         if not verdicts and verdict is not None and (
             verdict.ename in ENDINGS or verdict.ename == BACKGROUND_EXECUTION_TIMEOUT
         ):

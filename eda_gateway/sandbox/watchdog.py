@@ -271,11 +271,13 @@ class Watchdog:
         ))
 
     async def _kill_and_restart(self, kernel_id: str, why: str, verdict: Verdict) -> None:
-        """The interrupt did not help: kill the tree, say so, start the kernel anew."""
+        """The interrupt did not help: say so, kill the tree, start the kernel anew."""
         self.forget(kernel_id)
         self.log.warning("eda_gateway sandbox: kernel %s %s: killing and restarting it", kernel_id, why)
-        await self.sandbox.kill_tree(kernel_id)
+        # the verdict first: the auto-restarter may see the process gone while the kill is
+        # awaited, and its "died" must find the execution already named
         self.verdicts.publish(verdict)
+        await self.sandbox.kill_tree(kernel_id)
         await self._restart(kernel_id)
 
     async def _interrupt_background(self, kernel_id: str, limits) -> None:

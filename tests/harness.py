@@ -143,7 +143,7 @@ class GatewayServer:
             identity = MULTI_USER_CONFIG.format(tokens=self.tokens)
         self.config_path.write_text(identity + text + "\n" + self.extra_config)
 
-    def start(self, timeout: float = 60, attempts: int = 3) -> GatewayServer:
+    def start(self, timeout: float = 120, attempts: int = 3) -> GatewayServer:
         """Start on a free port; if another process took the port meanwhile (parallel tests
         pick ports the same way), start again on another."""
         for attempt in range(attempts):
@@ -180,9 +180,9 @@ class GatewayServer:
                     return False
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
             try:
-                if listening.exists() and requests.get(self.base_url + "/api", timeout=1).status_code == 200:
+                if listening.exists() and requests.get(self.base_url + "/api", timeout=5).status_code == 200:
                     return True
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 pass
             time.sleep(0.1)
         self.stop()
@@ -429,7 +429,7 @@ class Execution:
         return errors[0]["content"] if errors else None
 
 
-def start_failure(tmp: Path, extra_config: str, timeout: float = 60) -> tuple[int, str]:
+def start_failure(tmp: Path, extra_config: str, timeout: float = 120) -> tuple[int, str]:
     """Start a server that must refuse to start; return its exit code and log."""
     srv = GatewayServer(tmp, extra_config=extra_config)
     try:

@@ -91,9 +91,9 @@ class Hub:
                 self._log.close()
                 raise _Exited()
             try:
-                if requests.get(self.url + ready_path, timeout=2).status_code == 200:
+                if requests.get(self.url + ready_path, timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 pass
             time.sleep(0.2)
         self.stop()

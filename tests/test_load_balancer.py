@@ -44,12 +44,12 @@ def proxy(tmp_path_factory):
     haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(CONFIG_FILE)], env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
-            if requests.get(url + "/api", timeout=2).status_code == 200:
+            if requests.get(url + "/api", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy to answer
             pass
         assert haproxy.poll() is None and time.monotonic() < deadline, (tmp / "haproxy.log").read_text()
         time.sleep(0.1)

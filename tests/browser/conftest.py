@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/harness.py
 
 from harness import GatewayServer  # noqa: E402
 from lab_build import checkout_labextension_env  # noqa: E402
-from lab_ui import ADMINS, LIMIT, TOKENS, USERS  # noqa: E402
+from lab_ui import ADMINS, LIMIT, TOKENS, USERS, new_lab_page, wait_for_lab  # noqa: E402
 
 CHROMIUM = os.environ.get("EDA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -144,11 +144,9 @@ def open_lab(browser, lab):
     def open_page(user: str, path: str = "/lab"):
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.clock.install()  # before the page loads: its timers all live on the fake clock
+        page = new_lab_page(context)
         page.goto(f"{lab.base_url}{path}?token={lab.tokens[user]}")
-        page.wait_for_selector("#jupyterlab-splash", state="detached")
+        wait_for_lab(page)
         return page
 
     yield open_page

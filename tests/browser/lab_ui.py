@@ -16,6 +16,24 @@ USERS = [f"user{i:02d}" for i in range(1, 41)]
 ADMINS = [f"admin{i}" for i in range(1, 6)]
 TOKENS = {name: f"{name}-token" for name in USERS + ADMINS}
 
+# Waits end as soon as what they wait for holds; a loaded machine (CI on 2 cores) may take
+# long to draw it, and longer still to load JupyterLab's first page.
+WAIT_MS = 60_000
+LAB_LOAD_MS = 180_000
+expect.set_options(timeout=WAIT_MS)
+
+
+def new_lab_page(context):
+    """A page on the fake clock, with the suite's waits."""
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.clock.install()  # before the page loads: its timers all live on the fake clock
+    return page
+
+
+def wait_for_lab(page) -> None:
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=LAB_LOAD_MS)
+
 
 def screenshot(target, name: str, **options) -> Path:
     """Into test-results/screenshots/ (EDA_UPDATE_SCREENSHOTS=1 also copies it to docs/images/)."""

@@ -43,7 +43,6 @@ def wait_for_memory_samples(page, users: list[str]) -> None:
         }""",
         arg=users,
         polling=250,
-        timeout=30_000,
     )
 
 
@@ -52,12 +51,12 @@ def test_admin_sees_active_users_and_sorts(lab, open_lab, fresh_admin, fresh_use
     for user in mine:
         do_something(lab, user)
     page = open_lab(fresh_admin)
-    page.wait_for_selector("body[data-eda-admin=yes]", state="attached", timeout=30_000)
+    page.wait_for_selector("body[data-eda-admin=yes]", state="attached")
     wait_for_memory_samples(page, mine)  # so the first load already charts them
     run_command(page, OPEN_ADMIN)
 
     for user in mine:
-        expect(page.locator(f"[data-testid=eda-admin-row][data-user={user}]")).to_have_count(1, timeout=30_000)
+        expect(page.locator(f"[data-testid=eda-admin-row][data-user={user}]")).to_have_count(1)
     rows = page.locator("[data-testid=eda-admin-row]")
     users = [rows.nth(i).get_attribute("data-user") for i in range(rows.count())]
     assert users == sorted(users), users
@@ -75,12 +74,12 @@ def test_admin_sees_active_users_and_sorts(lab, open_lab, fresh_admin, fresh_use
     for chart in ("eda-admin-chart-executions", "eda-admin-chart-memory"):
         for user in mine:
             line = page.locator(f"[data-testid={chart}] path.eda-AdminChart-line[data-user={user}]")
-            expect(line).to_have_count(1, timeout=10_000)
+            expect(line).to_have_count(1)
     assert screenshot(page, "admin-dashboard.png").stat().st_size > 10_000
 
 
 def test_non_admin_has_no_admin_dashboard(open_lab, fresh_user):
     page = open_lab(fresh_user)
-    page.wait_for_selector("body[data-eda-admin=no]", state="attached", timeout=30_000)  # asked, and refused
+    page.wait_for_selector("body[data-eda-admin=no]", state="attached")  # asked, and refused
     assert not has_command(page, OPEN_ADMIN)
     assert page.locator("[data-testid=eda-admin-dashboard]").count() == 0

@@ -67,4 +67,4 @@ def test_the_toolbar_and_the_running_panel_show_the_kernels_memory_against_its_l
     # an admin's lists every user's kernels, with the owner's name
     admin_page = open_lab(fresh_admin)
     admin_section = open_running_panel(admin_page)
-    expect(admin_section.locator(".eda-RunningUsage", has_text=f"{alice}: {name}")).to_have_count(1, timeout=30_000)
+    expect(admin_section.locator(".eda-RunningUsage", has_text=f"{alice}: {name}")).to_have_count(1)

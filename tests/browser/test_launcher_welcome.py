@@ -12,7 +12,7 @@ pytestmark = pytest.mark.browser
 def test_the_launcher_welcomes_the_user_with_their_limits(open_lab, fresh_user):
     page = open_lab(fresh_user)  # no document open: JupyterLab shows its launcher
     card = page.locator(".jp-LauncherCard", has_text="Your limits")
-    expect(card).to_contain_text(f"Welcome, {fresh_user}", timeout=20_000)
+    expect(card).to_contain_text(f"Welcome, {fresh_user}")
     expect(card).to_contain_text(f"{LIMIT} runs per 1 min")
     expect(card).to_contain_text("2 at once")
     card.click()

@@ -21,9 +21,9 @@ def test_run_all_is_one_row_named_by_the_notebook_with_its_queue(lab, open_lab, 
     monitor = page.locator("#eda-resource-monitor")
     rows = monitor.locator("[data-testid='eda-active-execution']")
     # the budget admits LIMIT of the 10 (the rest are refused): one row, LIMIT - 1 queued
-    expect(rows).to_have_count(1, timeout=20_000)
+    expect(rows).to_have_count(1)
     expect(rows).to_contain_text(name)
-    expect(rows.locator("[data-testid='eda-queued']")).to_have_text(f", {LIMIT - 1} queued", timeout=20_000)
+    expect(rows.locator("[data-testid='eda-queued']")).to_have_text(f", {LIMIT - 1} queued")
     expect(rows).to_have_attribute("title", f"kernel {lab.get('/api/kernels', fresh_user).json()[0]['id']}")
     expect(monitor).to_contain_text("This server (all users)")
     for kernel in lab.get("/api/kernels", fresh_user).json():

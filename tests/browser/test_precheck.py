@@ -19,13 +19,13 @@ def test_a_spent_budget_refuses_a_cell_at_once_and_frees_with_the_window(lab, op
     page = open_notebook(lab, open_lab, fresh_user, f"{fresh_user}-precheck.ipynb")
     for i in range(LIMIT):
         run_cell(page, f"{i} + 100")
-        expect(page.locator(".jp-OutputArea-output").nth(i)).to_contain_text(str(i + 100), timeout=30_000)
+        expect(page.locator(".jp-OutputArea-output").nth(i)).to_contain_text(str(i + 100))
     status = page.locator("[data-testid='eda-status-item']")
-    expect(status).to_have_attribute("data-level", "limited", timeout=10_000)
+    expect(status).to_have_attribute("data-level", "limited")
 
     run_cell(page, "'not sent'")
     toast = page.locator(".Toastify__toast").filter(has_text="Not sent: your execution budget is spent")
-    expect(toast).to_be_visible(timeout=5_000)
+    expect(toast).to_be_visible()
     refused = page.locator(".jp-Notebook .jp-CodeCell").nth(LIMIT)
     expect(refused.locator(".jp-InputPrompt")).to_have_text("[ ]:")  # never queued, never run
     # no request reached the server: its count of refusals for this user is still 0
@@ -38,8 +38,8 @@ def test_a_spent_budget_refuses_a_cell_at_once_and_frees_with_the_window(lab, op
     # answer would put the page back to "limited"; so the server refuses this one itself.
     page.route(STATUS_REQUESTS, lambda route: route.abort())
     page.clock.fast_forward("01:05")
-    expect(status).not_to_have_attribute("title", re.compile("Run again in"), timeout=10_000)  # the wait is over
+    expect(status).not_to_have_attribute("title", re.compile("Run again in"))  # the wait is over
     run_cell(page, "'sent'")
     sent = page.locator(".jp-Notebook .jp-CodeCell").nth(LIMIT + 1)
-    expect(sent.locator(".jp-OutputArea-output")).to_contain_text("RateLimitExceeded", timeout=10_000)
+    expect(sent.locator(".jp-OutputArea-output")).to_contain_text("RateLimitExceeded")
     page.unroute(STATUS_REQUESTS)

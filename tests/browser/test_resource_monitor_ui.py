@@ -60,7 +60,7 @@ def test_running_a_cell_updates_counts_without_waiting_for_the_poll(notebook: Pa
     run_cell(notebook, "1+1")
     expect(notebook.locator(".jp-OutputArea-output").first).to_contain_text("2")
     # the poll interval is 600 s and the clock did not move: this comes from the kernel's busy/idle
-    expect(status_item(notebook)).to_contain_text(f"Exec 1/{LIMIT}", timeout=10_000)
+    expect(status_item(notebook)).to_contain_text(f"Exec 1/{LIMIT}")
 
 
 def test_sidebar_lists_the_active_execution_with_a_growing_duration(notebook: Page, lab, fresh_user):
@@ -71,7 +71,7 @@ def test_sidebar_lists_the_active_execution_with_a_growing_duration(notebook: Pa
     monitor = notebook.locator("#eda-resource-monitor")
     expect(monitor).to_be_visible()
     row = monitor.locator("[data-testid='eda-active-execution']")
-    expect(row).to_have_count(1, timeout=10_000)
+    expect(row).to_have_count(1)
     expect(row).to_contain_text("notebook")
     expect(monitor.locator("[data-testid='eda-meter-executions']")).to_contain_text(f"1 / {LIMIT}")
     expect(monitor.locator("[data-testid='eda-kernel']")).to_have_count(1)
@@ -94,14 +94,14 @@ def test_sidebar_lists_the_active_execution_with_a_growing_duration(notebook: Pa
 
     # finished: the row goes away without a poll
     interrupt_kernels(lab, fresh_user)
-    expect(row).to_have_count(0, timeout=20_000)
+    expect(row).to_have_count(0)
 
 
 def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(notebook: Page):
     item = status_item(notebook)
     for i in range(1, LIMIT + 1):
         run_cell(notebook, str(i))
-        expect(item).to_contain_text(f"Exec {i}/{LIMIT}", timeout=10_000)
+        expect(item).to_contain_text(f"Exec {i}/{LIMIT}")
     expect(item).to_contain_text("Limited")
     expect(item).to_have_attribute("data-level", "limited")
     run_cell(notebook, "4")
@@ -110,7 +110,7 @@ def test_going_over_the_limit_notifies_and_shows_the_refusal_in_the_cell(noteboo
     refused = notebook.locator(".jp-Notebook .jp-Cell").nth(-2)  # Shift+Enter added a new last cell
     expect(refused.locator(".jp-InputPrompt")).to_have_text("[ ]:")
     toast = notebook.locator(".Toastify__toast").filter(has_text="Execution refused")
-    expect(toast).to_be_visible(timeout=10_000)
+    expect(toast).to_be_visible()
     expect(toast).to_contain_text("rate limit")
     expect(toast).to_contain_text("Not sent")
 
@@ -162,7 +162,7 @@ def test_runner_panel_runs_code_on_a_dataset_and_disables_run_when_limited(lab, 
         assert r.status_code == 200, r.text
     expect(run).to_be_enabled()
     run.click()  # the server refuses: the page learns it from the answer
-    expect(status).to_contain_text("Refused", timeout=10_000)
+    expect(status).to_contain_text("Refused")
     expect(status).to_contain_text(re.compile(r"(retry|again) in \d+ s", re.IGNORECASE))
     expect(run).to_be_disabled()
     expect(run).to_have_text(re.compile(r"Run \(wait \d+ s\)"))
@@ -172,18 +172,17 @@ def test_runner_panel_runs_code_on_a_dataset_and_disables_run_when_limited(lab, 
     expect(run).to_have_text(f"Run (wait {wait - 5} s)")
     page.clock.resume()
     # the compact monitor learnt it too, from the refresh the refusal asked for
-    expect(compact.locator("[data-testid='eda-badge']")).to_have_text("Limited", timeout=10_000)
+    expect(compact.locator("[data-testid='eda-badge']")).to_have_text("Limited")
     screenshot(page.locator("#eda-runner"), "eda-runner.png")
 
     # dark theme: our colours follow JupyterLab's theme variables
     run_command(page, "apputils:change-theme", {"theme": "JupyterLab Dark"})
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=20_000)
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
     page.wait_for_function(
         """node => {
             const [r, g, b] = getComputedStyle(node).backgroundColor.match(/\\d+/g).map(Number);
             return r + g + b < 3 * 100;
         }""",
         arg=compact.element_handle(),
-        timeout=20_000,
     )
     screenshot(page.locator("#eda-runner"), "eda-runner-dark.png")

@@ -33,6 +33,8 @@ from tornado.ioloop import IOLoop
 
 MIB = 1024 * 1024
 RETRY_AFTER_SECONDS = 5
+# A stall check that runs this much after its time found the loop busy, not the client quiet.
+LATE_CHECK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class GuardedDelegate(httputil.HTTPMessageDelegate):
         self.refusal: Refusal | None = None
         self.reserved: tuple[str, int] | None = None
         self._timer = None
+        self._check_due = 0.0
         self._last_data = 0.0
 
     # --- tornado's delegate interface -------------------------------------------
@@ -212,15 +215,25 @@ class GuardedDelegate(httputil.HTTPMessageDelegate):
     # --- a body that stops arriving ---------------------------------------------------
 
     def _watch_body(self) -> None:
+        self._last_data = IOLoop.current().time()
+        self._check_in(self.read_timeout)
+
+    def _check_in(self, delay: float) -> None:
         loop = IOLoop.current()
-        self._last_data = loop.time()
-        self._timer = loop.call_later(self.read_timeout, self._check_stalled)
+        self._check_due = loop.time() + delay
+        self._timer = loop.call_later(delay, self._check_stalled)
 
     def _check_stalled(self) -> None:
         loop = IOLoop.current()
-        quiet = loop.time() - self._last_data
+        now = loop.time()
+        quiet = now - self._last_data
         if quiet < self.read_timeout:
-            self._timer = loop.call_later(self.read_timeout - quiet, self._check_stalled)
+            self._check_in(self.read_timeout - quiet)
+            return
+        if now - self._check_due > LATE_CHECK_SECONDS:
+            # the loop was busy (a large body decoded on it): bytes that came meanwhile may
+            # still be on their way to data_received; look again once they had their turn
+            self._check_in(LATE_CHECK_SECONDS)
             return
         self._timer = None
         self.log.info("eda_gateway: closed a connection from %s: no request body bytes for %ss",

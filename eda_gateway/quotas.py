@@ -102,9 +102,10 @@ def _loop_devices() -> dict[str, str]:
     return devices
 
 
-def _wait_until_no_loop_device_backs(image: str, timeout: float = 10.0) -> None:
-    """The kernel frees a loop device after its unmount, asynchronously: until then it may
-    still write the image, which must not be grown and checked under it."""
+def _wait_until_no_loop_device_backs(image: str, timeout: float = 60.0) -> None:
+    """The kernel frees a loop device after its unmount, asynchronously (a kernel worker):
+    until then it may still write the image, which must not be grown and checked under it.
+    Usually a few ms; over 10 s was seen on a saturated 2-core machine."""
     image = os.path.realpath(image)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

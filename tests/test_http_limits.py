@@ -143,14 +143,21 @@ class HeldUpload:
         self.sock.close()
 
 
-def put_big(server, user, name, size_mib):
-    return server.put(f"/api/contents/{name}", user, data=upload_body(os.urandom(size_mib * 2**20)),
-                      headers={"Content-Type": "application/json"})
+def big_body(size_mib: int) -> bytes:
+    return upload_body(os.urandom(size_mib * 2**20))
+
+
+def put_big(server, user, name, size_mib=None, body: bytes | None = None):
+    """PUT a large file; ``body`` made beforehand when a HeldUpload trickles meanwhile: making
+    it holds the GIL for seconds on a busy machine, and the trickle would stall."""
+    body = body if body is not None else big_body(size_mib)
+    return server.put(f"/api/contents/{name}", user, data=body, headers={"Content-Type": "application/json"})
 
 
 def test_a_second_large_body_of_the_same_user_is_refused_429_until_the_first_ends(server):
+    second = big_body(2)
     with HeldUpload(server, "bob", 99 * 2**20):
-        r = put_big(server, "bob", "second.bin", 2)
+        r = put_big(server, "bob", "second.bin", body=second)
         assert r.status_code == 429, (r.status_code, r.text)
         assert int(r.headers["Retry-After"]) > 0
         assert "max_body_bytes_in_flight_per_user" in r.json()["message"]
@@ -164,8 +171,9 @@ def test_a_second_large_body_of_the_same_user_is_refused_429_until_the_first_end
 
 
 def test_large_bodies_of_several_users_share_the_server_budget_503(server):
+    other = big_body(40)
     with HeldUpload(server, "alice", 99 * 2**20):
-        r = put_big(server, "carol", "other.bin", 40)
+        r = put_big(server, "carol", "other.bin", body=other)
         assert r.status_code == 503, (r.status_code, r.text)
         assert int(r.headers["Retry-After"]) > 0
         assert "max_body_bytes_in_flight" in r.json()["message"]

@@ -143,7 +143,10 @@ def test_a_killed_server_gives_its_leases_back_within_the_lease_ttl(tmp_path, re
 
 def test_redis_down_refuses_with_admission_unavailable_then_resumes_without_a_restart(tmp_path):
     redis_server = RedisServer(tmp_path).start()
-    srv = GatewayServer(tmp_path / "srv", extra_config=CONFIG.format(url=redis_server.url, ttl=LEASE_TTL)).start()
+    (tmp_path / "nums.csv").write_text("n\n1\n2\n")
+    dataset = f'c.EDAGateway.datasets = {{"nums": {{"path": "{tmp_path / "nums.csv"}", "users": ["alice"]}}}}\n'
+    srv = GatewayServer(tmp_path / "srv", extra_config=CONFIG.format(url=redis_server.url, ttl=LEASE_TTL)
+                        + dataset).start()
     try:
         client = srv.kernel_ws(srv.start_kernel("alice"), "alice")
         assert client.run("1 + 1").result == "2"
@@ -151,6 +154,11 @@ def test_redis_down_refuses_with_admission_unavailable_then_resumes_without_a_re
         refused = client.run("2 + 2")
         assert ename(refused) == "AdmissionUnavailable", refused.messages
         assert "Try again in" in refused.error["evalue"]
+        # the REST execution API: a 503 with Retry-After and a JSON message, as openapi.json says
+        rest = srv.post("/advanced-eda/api/execute-custom-code/nums", "alice", json={"code": "1"})
+        assert rest.status_code == 503, (rest.status_code, rest.text)
+        assert rest.json()["error"] == "admission_unavailable" and rest.json()["message"], rest.text
+        assert int(rest.headers["Retry-After"]) >= 1
         status = srv.get("/advanced-eda/api/rate-limit-status", "alice")
         assert status.status_code == 503 and status.json()["error"] == "admission_unavailable"
         assert int(status.headers["Retry-After"]) >= 1

@@ -101,6 +101,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Servers started and not stopped yet (by id): a fixture that fails after its server started
+# never reaches its stop, and the server's clean-up (volumes, cgroups) would be skipped.
+_running: dict[int, GatewayServer] = {}
+
+
+def stop_servers_left_running() -> None:
+    for srv in list(_running.values()):
+        srv.stop()
+
+
 @dataclass
 class GatewayServer:
     """One server process; ``extra_config`` is appended to the config file."""
@@ -181,6 +191,7 @@ class GatewayServer:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
             try:
                 if listening.exists() and requests.get(self.base_url + "/api", timeout=5).status_code == 200:
+                    _running[id(self)] = self
                     return True
             except requests.RequestException:  # not listening yet, or too busy starting to answer
                 pass
@@ -196,6 +207,7 @@ class GatewayServer:
 
     def stop(self, timeout: float = 20) -> int | None:
         """Stop like an admin would (SIGTERM); kill what is left after ``timeout``."""
+        _running.pop(id(self), None)
         if self.proc is None:
             return None
         if self.proc.poll() is None:

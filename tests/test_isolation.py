@@ -197,6 +197,15 @@ class Scenario:
             + ("c.EDAIsolation.allow_network = True\n" if choice.endswith("+network") else ""),
         ).start()
         self.victim = subprocess.Popen(["sleep", "300"])
+        self.alice = self.bob = self.link = None
+        self.write_targets: list[str] = []
+        try:
+            self._set_up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self) -> None:
         self.alice_kid = self.srv.start_kernel("alice")
         self.bob_kid = self.srv.start_kernel("bob")
         self.alice = self.srv.kernel_ws(self.alice_kid, "alice")
@@ -258,14 +267,15 @@ class Scenario:
 
     def close(self):
         for client in (self.alice, self.bob):
-            client.close()
+            if client is not None:
+                client.close()
         self.srv.stop()
         self.victim.kill()
         self.victim.wait()
         for target in self.write_targets:
             if os.path.exists(target):
                 os.remove(target)
-        if os.path.islink(self.link):
+        if self.link and os.path.islink(self.link):
             os.remove(self.link)
 
 

@@ -9,7 +9,8 @@ web application (``install``), where a request's headers are known but its body 
 - headers must be complete within ``read_timeout`` seconds (tornado's header timeout, which also
   closes keep-alive connections idle that long); a body whose bytes stop arriving for that long
   is closed too (tornado's own ``body_timeout`` bounds the whole body, which would cut a large
-  upload on a slow but live link);
+  upload on a slow but live link). A check that runs late, the loop busy meanwhile, looks again
+  once the bytes that came in the meantime had their turn;
 - a body is read only if its size fits the budget (``BodyBudget``): per credential and in total.
   A body beyond it is drained without being kept, then answered 429 (the caller's share) or
   503 (the server's), with Retry-After and a JSON message; no handler runs, nothing is written.

@@ -78,11 +78,11 @@ def _starts_peer_suite(item) -> bool:
     return group is not None and group.args == (SENSITIVE,)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
     harness.stop_servers_left_running()  # with their clean-up: a failed fixture skipped it
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     # before the item's fixtures: a module-scoped server starts within its first test's setup
     harness.allow_servers(_starts_servers(item), item.nodeid)

@@ -34,26 +34,40 @@ def guarded(closed: list) -> GuardedDelegate:
     return delegate
 
 
+async def until(condition, what: str, timeout: float = 30) -> None:
+    """Loop turns until ``condition()`` holds (a deadline only against a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
 async def trickle_through_a_busy_loop(block_seconds: float) -> list:
     loop = asyncio.get_running_loop()
     closed: list = []
     delegate = guarded(closed)
     client, server = socket.socketpair()
     server.setblocking(False)
+    received: list = []
+
+    def hand_on():
+        delegate.data_received(b" ")
+        received.append(True)
 
     def readable():  # tornado's IOStream reads, then its future hands the bytes on a turn later
         server.recv(100)
-        loop.call_soon(delegate.data_received, b" ")
+        loop.call_soon(hand_on)
 
     loop.add_reader(server.fileno(), readable)
     delegate._watch_body()
     client.send(b" ")
-    await asyncio.sleep(0.05)
-    time.sleep(block_seconds)  # the loop decodes someone's large body; our client keeps sending
-    client.send(b" ")
-    await asyncio.sleep(READ_TIMEOUT / 2)
-    client.send(b" ")
-    await asyncio.sleep(READ_TIMEOUT / 2)
+    await until(lambda: received, "the first byte reached data_received")
+    for check in ("the late check", "the check after it"):
+        due = delegate._check_due
+        if check == "the late check":
+            client.send(b" ")  # the client keeps sending while ...
+            time.sleep(block_seconds)  # ... the loop decodes someone's large body: the check falls due
+        await until(lambda: closed or delegate._check_due != due, f"{check} ran")
     delegate._stop_watching()
     loop.remove_reader(server.fileno())
     client.close()
@@ -69,7 +83,7 @@ async def stall() -> list:
     closed: list = []
     delegate = guarded(closed)
     delegate._watch_body()
-    await asyncio.sleep(READ_TIMEOUT * 3)
+    await until(lambda: closed, "the stalled body was closed")
     delegate._stop_watching()
     return closed
 

@@ -53,14 +53,20 @@ def test_v2_delegates_controllers_and_writes_limits(tmp_path):
     assert plan.preexec_fn is not None
 
 
-def test_v2_reports_usage_and_memory_kills(tmp_path):
+def prepared_v2(tmp_path, memory_events: str):
+    """A v2 backend on a stand-in tree, KID's leaf prepared with these ``memory.events``."""
     own = fake_v2(tmp_path)
     backend = CgroupV2Backend(log, str(own / "eda_gateway"))
     backend.start()
     leaf = own / "eda_gateway" / backend.instance / f"k-{KID}"
     leaf.mkdir()
-    (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
+    (leaf / "memory.events").write_text(memory_events)
     backend.prepare(KID, LIMITS)
+    return backend, leaf
+
+
+def test_v2_reports_usage_and_memory_kills(tmp_path):
+    backend, leaf = prepared_v2(tmp_path, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
     assert backend.memory_kill_candidates() == []
     (leaf / "memory.current").write_text(str(70 << 20))
     (leaf / "memory.stat").write_text(f"anon 1\ninactive_file {6 << 20}\n")
@@ -86,13 +92,7 @@ def test_a_memory_kill_the_auto_restarter_takes_while_the_watchdog_looks_gets_on
 
     from eda_gateway.sandbox.watchdog import Watchdog
 
-    own = fake_v2(tmp_path)
-    backend = CgroupV2Backend(log, str(own / "eda_gateway"))
-    backend.start()
-    leaf = own / "eda_gateway" / backend.instance / f"k-{KID}"
-    leaf.mkdir()
-    (leaf / "memory.events").write_text("oom_kill 0\n")
-    backend.prepare(KID, LIMITS)
+    backend, leaf = prepared_v2(tmp_path, "oom_kill 0\n")
     for name, value in (("memory.current", 0), ("memory.peak", 70 << 20), ("cpu.stat", "usage_usec 0"),
                         ("pids.current", 0), ("memory.stat", "anon 0")):
         (leaf / name).write_text(f"{value}\n")
